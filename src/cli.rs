@@ -1,0 +1,163 @@
+//! The command line (PRODUCT.md §5): argument parsing and dispatch to [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::CommandError;
+use crate::logging::LogFormat;
+
+/// Default configuration path when neither `--config` nor `LSRECD_CONFIG` is given.
+pub const DEFAULT_CONFIG: &str = "/etc/lsrecd/config.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lsrecd",
+    version,
+    about = "Recording orchestration daemon for NAVER Cloud Live Station"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(long, global = true, env = "LSRECD_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl GlobalArgs {
+    pub fn verbosity(&self) -> i8 {
+        (self.verbose.min(10) as i8) - (self.quiet.min(10) as i8)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (what systemd runs).
+    Run,
+    /// Validate the configuration and print the next fire times of every schedule.
+    Check(CheckArgs),
+    /// Channels, active recordings, next occurrences, failures and expiring records, from the database.
+    Status(StatusArgs),
+    /// Recordings from the database.
+    Records(RecordsArgs),
+    /// Claim a channel manually: record it until `lsrecd stop` or its max_duration.
+    Start(ManualArgs),
+    /// End a manual claim (stops the recording if no other claim holds the channel).
+    Stop(ManualArgs),
+    /// Run a local Live Station emulator.
+    Emulator(EmulatorArgs),
+    /// Run the emulator and the daemon together with a sample configuration; no account needed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// How many fire times to print per schedule.
+    #[arg(long, default_value_t = 5)]
+    pub next: usize,
+    /// Compute fire times after this instant (RFC 3339) instead of now.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordsArgs {
+    /// Only records of this channel (id or label).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only records in this status (e.g. RECORDING, TRANSFER_FINISH).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManualArgs {
+    /// Channel id or label from the configuration.
+    pub channel: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Access key the emulator accepts.
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// Secret key the emulator accepts.
+    #[arg(long, requires = "access_key")]
+    pub secret_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after this long (e.g. "30s", "5m"); default: until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    crate::logging::init(cli.global.log_format, cli.global.verbosity());
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch(cli)),
+        Err(e) => Err(CommandError::new(
+            crate::exit::FAILURE,
+            format!("cannot start the runtime: {e}"),
+        )),
+    };
+    match result {
+        Ok(()) => crate::exit::OK,
+        Err(e) => {
+            eprintln!("lsrecd: {e}");
+            e.code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CommandError> {
+    let g = &cli.global;
+    use crate::commands;
+    match cli.command {
+        Command::Run => commands::run::run(g).await,
+        Command::Check(a) => commands::check::run(g, a).await,
+        Command::Status(a) => commands::report::status(g, a).await,
+        Command::Records(a) => commands::report::records(g, a).await,
+        Command::Start(a) => commands::manual::start(g, a).await,
+        Command::Stop(a) => commands::manual::stop(g, a).await,
+        Command::Emulator(a) => commands::emulator::run(g, a).await,
+        Command::Demo(a) => commands::demo::run(g, a).await,
+    }
+}

@@ -1,0 +1,1 @@
+//! A faithful local Live Station for tests, the demo and benchmarks.

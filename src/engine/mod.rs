@@ -1,0 +1,1 @@
+//! The engine: observe, desire, act, follow.

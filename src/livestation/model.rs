@@ -1,0 +1,681 @@
+//! The Live Station JSON shapes lsrecd reads and the emulator writes.
+//!
+//! Parsing is tolerant by design: unknown fields are ignored, optional fields may be missing,
+//! numbers may arrive as strings, unknown enum values are kept as `Unknown(..)` rather than
+//! rejected, and `objectStorageUrl: "-"` means "not uploaded" (`None`). A single bad entry in a
+//! list is skipped and reported, never fatal for the whole response.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($variant,)+
+            /// A value this version of lsrecd does not know, kept verbatim.
+            Unknown(String),
+        }
+
+        impl $name {
+            /// Parses a wire value; never fails.
+            pub fn parse(s: &str) -> Self {
+                match s {
+                    $($wire $(| $alias)* => Self::$variant,)+
+                    other => Self::Unknown(other.to_string()),
+                }
+            }
+
+            /// The canonical wire spelling.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $wire,)+
+                    Self::Unknown(s) => s,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = Value::deserialize(d)?;
+                Ok(match v {
+                    Value::String(s) => Self::parse(&s),
+                    Value::Null => Self::Unknown(String::new()),
+                    other => Self::Unknown(other.to_string()),
+                })
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// `channelStatus`. Older documents spell the live state `PUBLISH`; both mean live.
+    ChannelStatus {
+        Creating => "CREATING",
+        Ready => "READY",
+        Publishing => "PUBLISHING" | "PUBLISH",
+        Deleted => "DELETED",
+        Block => "BLOCK",
+        ForceBlock => "FORCE_BLOCK",
+        ForceDeleted => "FORCE_DELETED",
+    }
+);
+
+impl ChannelStatus {
+    /// Whether a stream is coming in, the only state in which `startRecord` works.
+    pub fn is_live(&self) -> bool {
+        matches!(self, ChannelStatus::Publishing)
+    }
+}
+
+wire_enum!(
+    /// A record's `status`.
+    RecordStatus {
+        Recording => "RECORDING",
+        Processing => "PROCESSING",
+        ProcessingFail => "PROCESSING_FAIL",
+        TransferReady => "TRANSFER_READY",
+        Transfer => "TRANSFER",
+        TransferFinish => "TRANSFER_FINISH",
+        TransferFail => "TRANSFER_FAIL",
+        Deleted => "DELETED",
+    }
+);
+
+impl RecordStatus {
+    /// Final for lsrecd: nothing more will happen to the record.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            RecordStatus::TransferFinish | RecordStatus::ProcessingFail | RecordStatus::Deleted
+        )
+    }
+
+    /// The upload API accepts only these states.
+    pub fn is_uploadable(&self) -> bool {
+        matches!(
+            self,
+            RecordStatus::TransferReady | RecordStatus::TransferFail
+        )
+    }
+}
+
+/// The `record` settings object of a channel.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordSettings {
+    /// `NO_RECORD`, `AUTO_UPLOAD` or `MANUAL_UPLOAD`.
+    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
+    pub upload_type: Option<String>,
+    /// `MP4`, `HLS` or `ALL`.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub format: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bucket_name: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file_path: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_control: Option<String>,
+}
+
+/// One channel, as returned by the channel list and channel info calls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Channel {
+    pub channel_id: String,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub channel_name: Option<String>,
+    #[serde(default = "unknown_channel_status")]
+    pub channel_status: ChannelStatus,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub is_recording: bool,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub immediate_on_air: bool,
+    #[serde(
+        default,
+        deserialize_with = "lenient_record_settings",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub record: Option<RecordSettings>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created_time: Option<i64>,
+}
+
+fn unknown_channel_status() -> ChannelStatus {
+    ChannelStatus::Unknown(String::new())
+}
+
+/// One recording file known to Live Station. `record_id` comes from the key of `recordList`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    #[serde(skip)]
+    pub record_id: i64,
+    #[serde(default, deserialize_with = "lenient_string_or_empty")]
+    pub record_type: String,
+    #[serde(default, deserialize_with = "lenient_string_or_empty")]
+    pub channel_id: String,
+    #[serde(default = "unknown_record_status")]
+    pub status: RecordStatus,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub record_seq: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stream_seq: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub record_begin_time: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created_time: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub should_delete_time: Option<i64>,
+    /// Seconds; absent while recording.
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolution: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file_name: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub video_bitrate: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_f64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub video_frame_rate: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audio_bitrate: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audio_codec: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub upload_path: Option<String>,
+    /// `None` while the API says `"-"` (not uploaded yet).
+    #[serde(
+        default,
+        deserialize_with = "object_storage_url",
+        serialize_with = "serialize_object_storage_url"
+    )]
+    pub object_storage_url: Option<String>,
+}
+
+fn unknown_record_status() -> RecordStatus {
+    RecordStatus::Unknown(String::new())
+}
+
+/// A page of the channel list: `{"content":[...],"total":N}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelPage {
+    pub channels: Vec<Channel>,
+    /// `total` as the API gave it: the number of all matching channels.
+    pub total: Option<u64>,
+    /// Entries that could not be read, with the reason; the rest of the page is kept.
+    pub skipped: Vec<String>,
+}
+
+/// Records from any record-bearing response, ordered by record id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordSet {
+    pub records: Vec<Record>,
+    /// Entries that could not be read, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// The error object both the gateway and Live Station send: `{"error":{...}}`.
+///
+/// The gateway sends a 3-digit string `errorCode` with `message` and `details`; Live Station sends
+/// a numeric (or string) code with `errorName`. Both are kept as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    pub error_name: Option<String>,
+    /// `details` (gateway) or `detail` (standardised schema).
+    pub details: Option<String>,
+}
+
+impl ErrorBody {
+    /// Parses `{"error":{...}}`; `None` when the body is not that shape.
+    pub fn parse(body: &[u8]) -> Option<ErrorBody> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let e = v.get("error")?.as_object()?;
+        let text = |k: &str| e.get(k).and_then(value_to_text);
+        Some(ErrorBody {
+            error_code: text("errorCode"),
+            message: text("message"),
+            error_name: text("errorName"),
+            details: text("details").or_else(|| text("detail")),
+        })
+    }
+
+    /// Live Station's own errors carry `errorName`; the gateway's do not.
+    pub fn is_from_live_station(&self) -> bool {
+        self.error_name.is_some()
+    }
+}
+
+/// A parse failure of a whole response body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedBody(pub String);
+
+fn value_to_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn json(body: &[u8]) -> Result<Value, MalformedBody> {
+    serde_json::from_slice(body).map_err(|e| MalformedBody(format!("not JSON: {e}")))
+}
+
+/// Parses `GET /channels` (one page).
+pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
+    let v = json(body)?;
+    let content = match v.get("content") {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) | None => &Vec::new(),
+        Some(other) => {
+            return Err(MalformedBody(format!(
+                "`content` is {}, expected an array of channels",
+                kind(other)
+            )));
+        }
+    };
+    let mut page = ChannelPage {
+        total: v.get("total").and_then(lenient_u64_value),
+        ..ChannelPage::default()
+    };
+    for (i, item) in content.iter().enumerate() {
+        match Channel::deserialize(item) {
+            Ok(c) if !c.channel_id.is_empty() => page.channels.push(c),
+            Ok(_) => page.skipped.push(format!("content[{i}]: empty channelId")),
+            Err(e) => page.skipped.push(format!("content[{i}]: {e}")),
+        }
+    }
+    Ok(page)
+}
+
+/// Parses `GET /channels/{id}`: `{"content":{...channel...}}`.
+pub fn parse_channel(body: &[u8]) -> Result<Channel, MalformedBody> {
+    let v = json(body)?;
+    let content = v
+        .get("content")
+        .ok_or_else(|| MalformedBody("no `content` in channel response".into()))?;
+    let c = Channel::deserialize(content).map_err(|e| MalformedBody(format!("channel: {e}")))?;
+    if c.channel_id.is_empty() {
+        return Err(MalformedBody("channel without channelId".into()));
+    }
+    Ok(c)
+}
+
+/// Parses any record-bearing response: `startRecord`, `stopRecord`, the records list
+/// (`content.recordList.{id}`) and record detail (`content.{id}`, no wrapper).
+pub fn parse_records(body: &[u8]) -> Result<RecordSet, MalformedBody> {
+    let v = json(body)?;
+    let content = match v.get("content") {
+        Some(c) => c,
+        None => return Err(MalformedBody("no `content` in records response".into())),
+    };
+    let map = match content {
+        Value::Null => return Ok(RecordSet::default()),
+        Value::Object(obj) => match obj.get("recordList") {
+            Some(Value::Object(list)) => list,
+            Some(Value::Null) => return Ok(RecordSet::default()),
+            Some(Value::Array(a)) if a.is_empty() => return Ok(RecordSet::default()),
+            Some(other) => {
+                return Err(MalformedBody(format!(
+                    "`recordList` is {}, expected an object keyed by record id",
+                    kind(other)
+                )));
+            }
+            None => obj,
+        },
+        other => {
+            return Err(MalformedBody(format!(
+                "`content` is {}, expected an object",
+                kind(other)
+            )));
+        }
+    };
+    let mut set = RecordSet::default();
+    for (key, item) in map {
+        let Ok(id) = key.trim().parse::<i64>() else {
+            set.skipped
+                .push(format!("record key {key:?} is not a record id"));
+            continue;
+        };
+        match Record::deserialize(item) {
+            Ok(mut r) => {
+                r.record_id = id;
+                set.records.push(r);
+            }
+            Err(e) => set.skipped.push(format!("record {id}: {e}")),
+        }
+    }
+    set.records.sort_by_key(|r| r.record_id);
+    Ok(set)
+}
+
+/// Builds the `content.recordList` object the API returns (used by the emulator).
+pub fn record_list_json<'a>(records: impl IntoIterator<Item = &'a Record>) -> Value {
+    let map: BTreeMap<String, Value> = records
+        .into_iter()
+        .map(|r| {
+            (
+                r.record_id.to_string(),
+                serde_json::to_value(r).unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    serde_json::json!({ "recordList": map })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn lenient_u64_value(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn lenient_i64_value(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+        }
+        _ => None,
+    }
+}
+
+fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(lenient_i64_value(&Value::deserialize(d)?))
+}
+
+fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => b,
+        Value::String(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "true" | "y" | "yes" | "1"
+        ),
+        Value::Number(n) => n.as_i64() == Some(1),
+        _ => false,
+    })
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(value_to_text(&Value::deserialize(d)?))
+}
+
+fn lenient_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(value_to_text(&Value::deserialize(d)?).unwrap_or_default())
+}
+
+fn lenient_record_settings<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RecordSettings>, D::Error> {
+    let v = Value::deserialize(d)?;
+    if !v.is_object() {
+        return Ok(None);
+    }
+    RecordSettings::deserialize(v)
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+fn object_storage_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient_string(d)?.filter(|s| {
+        let s = s.trim();
+        !s.is_empty() && s != "-"
+    }))
+}
+
+fn serialize_object_storage_url<S: Serializer>(
+    v: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_deref().unwrap_or("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FKR_FIXTURE: &str = include_str!("../../tests/fixtures/startRecord-response-fkr.json");
+
+    #[test]
+    fn documented_fkr_start_record_response_yields_both_records_with_retention_time() {
+        let set = parse_records(FKR_FIXTURE.as_bytes()).unwrap();
+        assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+        assert_eq!(set.records.len(), 2);
+        let mp4 = &set.records[0];
+        assert_eq!(mp4.record_id, 27195);
+        assert_eq!(mp4.record_type, "MP4");
+        assert_eq!(mp4.status, RecordStatus::Recording);
+        assert_eq!(mp4.channel_id, "ls-20200313162828-G60tN");
+        assert_eq!(mp4.should_delete_time, Some(1621843688000));
+        assert_eq!(mp4.record_begin_time, Some(1621238888000));
+        assert_eq!(mp4.duration, None);
+        assert_eq!(mp4.object_storage_url, None);
+        assert_eq!(mp4.resolution, None);
+        let hls = &set.records[1];
+        assert_eq!(hls.record_id, 27196);
+        assert_eq!(hls.record_type, "HLS");
+        assert_eq!(hls.resolution.as_deref(), Some("0x0"));
+        assert_eq!(hls.video_frame_rate, Some(30.0));
+        assert_eq!(hls.audio_codec.as_deref(), Some("AAC"));
+    }
+
+    #[test]
+    fn record_round_trips_through_the_wire_shape_with_dash_for_no_url() {
+        let set = parse_records(FKR_FIXTURE.as_bytes()).unwrap();
+        let body = serde_json::json!({ "content": record_list_json(&set.records) });
+        let v = serde_json::to_value(&body).unwrap();
+        assert_eq!(v["content"]["recordList"]["27195"]["objectStorageUrl"], "-");
+        let again = parse_records(body.to_string().as_bytes()).unwrap();
+        assert_eq!(again.records, set.records);
+    }
+
+    #[test]
+    fn record_detail_without_record_list_wrapper_is_read() {
+        let body = br#"{"content":{"42":{"recordType":"MP4","channelId":"c","status":"TRANSFER_FINISH","objectStorageUrl":"https://x/y.mp4","duration":"61"}}}"#;
+        let set = parse_records(body).unwrap();
+        assert_eq!(set.records.len(), 1);
+        assert_eq!(set.records[0].record_id, 42);
+        assert!(set.records[0].status.is_final());
+        assert_eq!(
+            set.records[0].object_storage_url.as_deref(),
+            Some("https://x/y.mp4")
+        );
+        assert_eq!(set.records[0].duration, Some(61));
+    }
+
+    #[test]
+    fn unknown_status_is_kept_and_bad_entries_are_skipped_not_fatal() {
+        let body = br#"{"content":{"recordList":{"1":{"status":"ARCHIVING","channelId":"c"},"x":{},"2":"oops"}}}"#;
+        let set = parse_records(body).unwrap();
+        assert_eq!(set.records.len(), 1);
+        assert_eq!(
+            set.records[0].status,
+            RecordStatus::Unknown("ARCHIVING".into())
+        );
+        assert_eq!(set.skipped.len(), 2, "{:?}", set.skipped);
+    }
+
+    #[test]
+    fn empty_record_list_variants_are_empty_sets() {
+        for body in [
+            &br#"{"content":{"recordList":{}}}"#[..],
+            br#"{"content":{"recordList":null}}"#,
+            br#"{"content":{"recordList":[]}}"#,
+            br#"{"content":null}"#,
+        ] {
+            assert!(parse_records(body).unwrap().records.is_empty());
+        }
+        assert!(parse_records(b"<html>").is_err());
+        assert!(parse_records(br#"{"content":{"recordList":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn publish_and_publishing_both_mean_live_and_unknown_is_not_live() {
+        assert!(ChannelStatus::parse("PUBLISH").is_live());
+        assert!(ChannelStatus::parse("PUBLISHING").is_live());
+        assert!(!ChannelStatus::parse("READY").is_live());
+        let odd = ChannelStatus::parse("MAINTENANCE");
+        assert!(!odd.is_live());
+        assert_eq!(odd.as_str(), "MAINTENANCE");
+    }
+
+    #[test]
+    fn channel_page_tolerates_string_numbers_missing_fields_and_bad_items() {
+        let body = br#"{"content":[
+            {"channelId":"a","channelStatus":"PUBLISH","isRecording":false,"immediateOnAir":true,"instanceNo":"123","createdTime":"1700000000000","record":{"type":"AUTO_UPLOAD","format":"ALL"}},
+            {"channelId":"b"},
+            {"channelName":"no id"},
+            7
+        ],"total":"4"}"#;
+        let page = parse_channel_page(body).unwrap();
+        assert_eq!(page.total, Some(4));
+        assert_eq!(page.channels.len(), 2);
+        assert_eq!(page.skipped.len(), 2);
+        let a = &page.channels[0];
+        assert!(a.channel_status.is_live());
+        assert!(a.immediate_on_air);
+        assert_eq!(a.created_time, Some(1700000000000));
+        assert_eq!(a.record.as_ref().unwrap().format.as_deref(), Some("ALL"));
+        let b = &page.channels[1];
+        assert_eq!(b.channel_status, ChannelStatus::Unknown(String::new()));
+        assert!(!b.is_recording);
+    }
+
+    #[test]
+    fn error_bodies_accept_string_and_numeric_codes() {
+        let gw = ErrorBody::parse(
+            br#"{"error":{"errorCode":"200","message":"Authentication Failed","details":"Invalid authentication information."}}"#,
+        )
+        .unwrap();
+        assert_eq!(gw.error_code.as_deref(), Some("200"));
+        assert_eq!(
+            gw.details.as_deref(),
+            Some("Invalid authentication information.")
+        );
+        assert!(!gw.is_from_live_station());
+        let ls = ErrorBody::parse(
+            br#"{"error":{"errorCode":250005,"message":"channel not available.","errorName":"NOT_AVAILABLE"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ls.error_code.as_deref(), Some("250005"));
+        assert!(ls.is_from_live_station());
+        assert!(ErrorBody::parse(b"{}").is_none());
+        assert!(ErrorBody::parse(b"garbage").is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! Schedules: crontab semantics evaluated in IANA time zones, and the next fire times.

@@ -1,0 +1,1 @@
+//! Service glue: systemd notify and watchdog, signals, metrics and callbacks.

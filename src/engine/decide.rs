@@ -583,13 +583,14 @@ mod tests {
             window_end: end,
         };
         use OccurrenceState::*;
-        let cases: Vec<(
-            &str,
+        type Row = (
+            &'static str,
             Occurrence,
             Option<Observed>,
             i64,
             Option<OccurrenceState>,
-        )> = vec![
+        );
+        let cases: Vec<Row> = vec![
             (
                 "pending before fire time stays",
                 occ(Pending, Some(70 * MIN)),

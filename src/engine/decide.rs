@@ -232,7 +232,9 @@ pub struct Occurrence {
 
 /// The next state of an open occurrence, with its `detail`, or `None` to stay.
 ///
-/// - `PENDING` becomes `ARMED` at its fire time.
+/// - `PENDING` becomes `ARMED` at its fire time — unless the fire time passed while lsrecd was
+///   not running (`fire_time < up_since`) and it came back more than `catch_up` later, or after
+///   the window ended: then `MISSED`, with how late it came back.
 /// - `ARMED` becomes `RECORDING` once the channel records inside the window (whoever started it:
 ///   the show is being recorded); `MISSED` when the window ends first, or — without a duration —
 ///   when the channel has not gone live within `catch_up` of the fire time.
@@ -244,6 +246,7 @@ pub fn advance_occurrence(
     occ: &Occurrence,
     observed: Option<&Observed>,
     catch_up_ms: i64,
+    up_since: i64,
     now: i64,
 ) -> Option<(OccurrenceState, String)> {
     let window_over = occ.window_end.is_some_and(|end| now >= end);
@@ -251,7 +254,28 @@ pub fn advance_occurrence(
     let recording = observed.is_some_and(|o| o.is_recording);
     match occ.state {
         OccurrenceState::Pending if now >= occ.fire_time => {
-            Some((OccurrenceState::Armed, "fire time reached".to_string()))
+            let late = now - occ.fire_time;
+            if occ.fire_time < up_since && (late > catch_up_ms || window_over) {
+                Some((
+                    OccurrenceState::Missed,
+                    format!(
+                        "lsrecd was not running at the fire time and came back {} later ({})",
+                        human_ms(late),
+                        if window_over {
+                            "after the window ended".to_string()
+                        } else {
+                            format!("beyond catch_up {}", human_ms(catch_up_ms))
+                        }
+                    ),
+                ))
+            } else if window_over {
+                Some((
+                    OccurrenceState::Missed,
+                    "window ended before it was armed".to_string(),
+                ))
+            } else {
+                Some((OccurrenceState::Armed, "fire time reached".to_string()))
+            }
         }
         OccurrenceState::Armed if window_over => Some((
             OccurrenceState::Missed,
@@ -271,9 +295,7 @@ pub fn advance_occurrence(
                 OccurrenceState::Missed,
                 format!(
                     "channel was not publishing within catch_up ({}) of the fire time",
-                    humantime::format_duration(std::time::Duration::from_millis(
-                        catch_up_ms.max(0) as u64
-                    ))
+                    human_ms(catch_up_ms)
                 ),
             ))
         }
@@ -286,6 +308,12 @@ pub fn advance_occurrence(
         )),
         _ => None,
     }
+}
+
+/// Milliseconds as a humantime duration rounded to seconds ("5m", "1h 2m 3s").
+pub fn human_ms(ms: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs((ms.max(0) / 1000) as u64))
+        .to_string()
 }
 
 #[cfg(test)]
@@ -684,9 +712,37 @@ mod tests {
             ),
         ];
         for (name, o, obs, now, want) in cases {
-            let got = advance_occurrence(&o, obs.as_ref(), 5 * MIN, now).map(|(s, _)| s);
+            let got = advance_occurrence(&o, obs.as_ref(), 5 * MIN, 0, now).map(|(s, _)| s);
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn occurrence_due_while_down_is_honoured_within_catch_up_and_missed_beyond() {
+        let o = Occurrence {
+            state: OccurrenceState::Pending,
+            fire_time: 10 * MIN,
+            window_end: Some(70 * MIN),
+        };
+        let up_since = 30 * MIN; // lsrecd came back at minute 30
+        let at = |now| advance_occurrence(&o, live(false).as_ref(), 5 * MIN, up_since, now);
+        assert_eq!(
+            at(14 * MIN).unwrap().0,
+            OccurrenceState::Armed,
+            "within catch_up"
+        );
+        let (state, detail) = at(31 * MIN).unwrap();
+        assert_eq!(state, OccurrenceState::Missed);
+        assert_eq!(
+            detail,
+            "lsrecd was not running at the fire time and came back 21m later (beyond catch_up 5m)"
+        );
+        let (state, detail) = at(71 * MIN).unwrap();
+        assert_eq!(state, OccurrenceState::Missed);
+        assert!(detail.ends_with("(after the window ended)"), "{detail}");
+        // Fired while running but handled late (a slow tick): still armed.
+        let late_tick = advance_occurrence(&o, live(false).as_ref(), 5 * MIN, 0, 20 * MIN);
+        assert_eq!(late_tick.unwrap().0, OccurrenceState::Armed);
     }
 
     #[test]
@@ -696,7 +752,7 @@ mod tests {
             fire_time: 0,
             window_end: None,
         };
-        let (_, detail) = advance_occurrence(&o, ready().as_ref(), 5 * MIN, 6 * MIN).unwrap();
+        let (_, detail) = advance_occurrence(&o, ready().as_ref(), 5 * MIN, 0, 6 * MIN).unwrap();
         assert_eq!(
             detail,
             "channel was not publishing within catch_up (5m) of the fire time"

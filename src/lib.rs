@@ -9,6 +9,7 @@
 //! - [`engine`]: observe channels, derive claims, decide and act, follow records.
 //! - [`secret`]: the `***`-printing type that holds keys.
 //! - [`service`]: systemd notify/watchdog, signals, metrics and callback endpoints.
+//! - [`daemon`]: wiring of all of the above into the running service.
 //! - [`emulator`]: a local Live Station used by tests, the demo and benchmarks.
 //! - [`cli`] and [`commands`]: the command line; `main.rs` only calls [`cli::run`].
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod emulator;
 pub mod engine;
 pub mod exit;

@@ -1,17 +1,103 @@
-//! `lsrecd start` / `lsrecd stop`.
-use crate::cli::{GlobalArgs, ManualArgs};
-use crate::exit::CommandError;
+//! `lsrecd start CHANNEL` / `lsrecd stop CHANNEL`: a manual claim through the same journal as
+//! the daemon.
+//!
+//! The claim is written to the database first. If a daemon holds the engine lock, it acts on the
+//! claim at its next poll; otherwise this command takes the lock itself, reconciles and runs one
+//! engine tick for that channel only, so the two never race.
 
-pub async fn start(_g: &GlobalArgs, _a: ManualArgs) -> Result<(), CommandError> {
-    Err(CommandError::new(
-        crate::exit::FAILURE,
-        "`start` is not implemented yet",
-    ))
+use std::sync::Arc;
+
+use crate::cli::{GlobalArgs, ManualArgs};
+use crate::config::Config;
+use crate::engine::lock::{EngineLock, LockError};
+use crate::engine::{Engine, now_ms};
+use crate::exit::{self, CommandError};
+
+pub async fn start(g: &GlobalArgs, a: ManualArgs) -> Result<(), CommandError> {
+    manual(g, a, true).await
 }
 
-pub async fn stop(_g: &GlobalArgs, _a: ManualArgs) -> Result<(), CommandError> {
-    Err(CommandError::new(
-        crate::exit::FAILURE,
-        "`stop` is not implemented yet",
-    ))
+pub async fn stop(g: &GlobalArgs, a: ManualArgs) -> Result<(), CommandError> {
+    manual(g, a, false).await
+}
+
+async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), CommandError> {
+    let config = super::load_config(&g.config)?;
+    let Some(channel) = config.channel(&a.channel) else {
+        let known: Vec<String> = config
+            .channels
+            .iter()
+            .map(|c| c.label.clone().unwrap_or_else(|| c.id.clone()))
+            .collect();
+        return Err(CommandError::new(
+            exit::USAGE,
+            format!("{:?} is not a [[channel]] id or label in {} (known: {})", a.channel, g.config.display(), known.join(", ")),
+        ));
+    };
+    let channel_id = channel.id.clone();
+    let name = channel.label.clone().unwrap_or_else(|| channel_id.clone());
+    let store = crate::daemon::open_store(&config).await.map_err(failure)?;
+    let now = now_ms();
+    let changed = if start {
+        store.add_manual_claim(&channel_id, now).await
+    } else {
+        store.end_manual_claim(&channel_id, "lsrecd stop", now).await
+    }
+    .map_err(|e| CommandError::new(exit::FAILURE, e.to_string()))?;
+    let verb = if start { "start" } else { "stop" };
+    match (start, changed) {
+        (true, true) => println!("manual claim on {name} recorded"),
+        (true, false) => println!("{name} already has a manual claim"),
+        (false, true) => println!("manual claim on {name} ended"),
+        (false, false) => println!("{name} had no manual claim"),
+    }
+    let lock = match EngineLock::try_acquire(&config.daemon.database) {
+        Ok(lock) => lock,
+        Err(LockError::Held(_)) => {
+            println!(
+                "the running lsrecd daemon will {verb} the recording at its next poll (within {})",
+                humantime::format_duration(config.daemon.poll_interval)
+            );
+            store.close().await;
+            return Ok(());
+        }
+        Err(e) => return Err(CommandError::new(exit::FAILURE, e.to_string())),
+    };
+    let result = act_now(Arc::new(config), store.clone(), &channel_id, &name, start).await;
+    store.close().await;
+    drop(lock);
+    result
+}
+
+/// No daemon runs: reconcile and run one tick for this channel, then report.
+async fn act_now(
+    config: Arc<Config>,
+    store: crate::store::Store,
+    channel_id: &str,
+    name: &str,
+    start: bool,
+) -> Result<(), CommandError> {
+    let client = crate::daemon::client_for(&config).map_err(failure)?;
+    let now = now_ms();
+    let mut engine = Engine::new(config, client, store, now).focus(channel_id);
+    let reachable = engine.reconcile(now).await.map_err(failure)?;
+    if !reachable {
+        return Err(CommandError::unavailable(format!(
+            "the Live Station API could not be reached; the claim is saved and the daemon will act on it when it runs"
+        )));
+    }
+    let report = engine.tick(now_ms()).await.map_err(failure)?;
+    match (start, report.starts, report.stops) {
+        (true, 1.., _) => println!("recording of {name} started"),
+        (false, _, 1..) => println!("recording of {name} stopped"),
+        (true, 0, _) => println!(
+            "recording of {name} not started now (the channel is not publishing, already recording, or the start failed — see `lsrecd status`); the claim stays until `lsrecd stop`"
+        ),
+        (false, _, 0) => println!("nothing to stop for {name} (not recording, not started by lsrecd, or another claim still holds it)"),
+    }
+    Ok(())
+}
+
+fn failure(e: impl std::fmt::Display) -> CommandError {
+    CommandError::new(exit::FAILURE, e.to_string())
 }

@@ -1,7 +1,487 @@
 //! The engine: observe, desire, act, follow (PRODUCT.md §1–2).
 //!
+//! One [`Engine::tick`] is one unit of work: read every channel (one call per 100), store what
+//! changed, move schedule occurrences along, derive each configured channel's claims, decide
+//! ([`decide::decide`]) and act through the journal ([`act`]), then follow records and guard
+//! retention ([`follow`]). [`Engine::run`] repeats ticks at `poll_interval`, sooner when a schedule
+//! fires, a retry falls due or a callback hints at a channel.
+//!
 //! - [`decide`]: the pure decision rule and occurrence state machine.
 //! - [`retry`]: backoff timing.
+//! - [`act`]: startRecord/stopRecord with intent first, reconciliation of ambiguous outcomes.
+//! - [`follow`]: record polling and the retention guard.
+//! - [`occurrences`]: schedule occurrences from fire times, with catch-up after downtime.
+//! - [`timer`]: tokio-cron-scheduler jobs that wake the engine at fire times.
+//! - [`lock`]: the database lock that keeps one engine per database.
 
+pub mod act;
 pub mod decide;
+pub mod follow;
+pub mod lock;
+pub mod occurrences;
 pub mod retry;
+pub mod timer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::livestation::{Channel, Client};
+use crate::store::{NewEvent, Store};
+
+use self::decide::{ChannelState, Claim, ClaimSource, Decision, Observed, Owned};
+use self::retry::RetryPolicy;
+
+/// Something that should make the engine look now rather than at the next poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// A schedule's fire time arrived.
+    Fire(String),
+    /// A callback or a manual command says this channel changed.
+    Channel(String),
+    /// Re-read everything now.
+    Now,
+}
+
+/// Wall-clock milliseconds since the Unix epoch, read at the edge and passed down as `now`.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Engine failures that stop a tick (the API and the store report through these).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A summary of one tick, for logs, `STATUS=`, metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// The channel list was read.
+    pub observed: bool,
+    pub channels: usize,
+    pub recording: usize,
+    pub starts: usize,
+    pub stops: usize,
+    pub api_calls: u64,
+}
+
+/// What the engine remembers about a channel between ticks (the database holds the rest).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChannelMemory {
+    /// When the current publishing session was first observed.
+    pub live_since: Option<i64>,
+    /// A start or stop waiting for its next attempt.
+    pub retry: Option<act::RetryState>,
+    /// A start was rejected or gave up while the channel looked like this; no new start until it
+    /// changes (or the block's time passes).
+    pub start_blocked_on: Option<act::StartBlock>,
+    /// Claims that began at or before this instant were ended by `max_duration`.
+    pub spent_before: Option<i64>,
+    /// Records of this channel must be read at the next opportunity.
+    pub follow_now: bool,
+}
+
+/// The engine. Holds the configuration, the API client and the store; see the module doc.
+pub struct Engine {
+    pub(crate) config: Arc<Config>,
+    pub(crate) client: Client,
+    pub(crate) store: Store,
+    pub(crate) policy: RetryPolicy,
+    /// When this engine started: occurrences that fired before were missed while down.
+    pub(crate) up_since: i64,
+    pub(crate) memory: HashMap<String, ChannelMemory>,
+    /// The last full observation, by channel id.
+    pub(crate) observed: HashMap<String, Channel>,
+    pub(crate) last_record_poll: Option<i64>,
+    pub(crate) metrics: Option<crate::service::metrics::Metrics>,
+    /// Act on this channel only (a one-shot `lsrecd start|stop` while no daemon runs).
+    pub(crate) focus: Option<String>,
+}
+
+impl Engine {
+    /// A new engine. Call [`Engine::reconcile`] before the first [`Engine::tick`].
+    pub fn new(config: Arc<Config>, client: Client, store: Store, now: i64) -> Engine {
+        let policy = policy_of(&config);
+        Engine {
+            config,
+            client,
+            store,
+            policy,
+            up_since: now,
+            memory: HashMap::new(),
+            observed: HashMap::new(),
+            last_record_poll: None,
+            metrics: None,
+            focus: None,
+        }
+    }
+
+    /// Reports API calls, recordings and occurrences to these metrics.
+    pub fn with_metrics(mut self, metrics: crate::service::metrics::Metrics) -> Engine {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Acts on `channel_id` only: used by a one-shot `lsrecd start|stop` when no daemon runs.
+    pub fn focus(mut self, channel_id: &str) -> Engine {
+        self.focus = Some(channel_id.to_string());
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The store the engine writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Replaces the configuration (SIGHUP). Claims of removed schedules end; running recordings
+    /// are not stopped by the reload alone — the next tick decides with the new claims.
+    pub fn reload(&mut self, config: Arc<Config>) {
+        self.policy = policy_of(&config);
+        self.config = config;
+    }
+
+    /// Restart = reconcile (PRODUCT.md §2): read all channels and the records of every recording
+    /// channel, settle every action left unfinished by a previous run, and only then act.
+    pub async fn reconcile(&mut self, now: i64) -> Result<bool, EngineError> {
+        let observed = self.observe(now).await?;
+        if !observed {
+            return Ok(false);
+        }
+        act::settle_unfinished_actions(self, now).await?;
+        let recording: Vec<String> = self
+            .observed
+            .values()
+            .filter(|c| c.is_recording)
+            .map(|c| c.channel_id.clone())
+            .collect();
+        for id in recording {
+            self.memory.entry(id).or_default().follow_now = true;
+        }
+        for id in self.store.channels_with_unfinished_records().await? {
+            self.memory.entry(id).or_default().follow_now = true;
+        }
+        follow::follow_records(self, now, true).await?;
+        Ok(true)
+    }
+
+    /// One unit of work. Returns what it saw and did.
+    pub async fn tick(&mut self, now: i64) -> Result<TickReport, EngineError> {
+        let calls_before = self.client.stats().total_requests();
+        let mut report = TickReport::default();
+        report.observed = self.observe(now).await?;
+        occurrences::materialize(self, now).await?;
+        occurrences::advance(self, now).await?;
+        if report.observed {
+            act::due_retries(self, now).await?;
+            let (starts, stops) = self.act_on_decisions(now).await?;
+            report.starts = starts;
+            report.stops = stops;
+        }
+        follow::follow_records(self, now, false).await?;
+        follow::retention_guard(self, now).await?;
+        report.channels = self.observed.len();
+        report.recording = self.observed.values().filter(|c| c.is_recording).count();
+        report.api_calls = self.client.stats().total_requests() - calls_before;
+        if let Some(m) = &self.metrics {
+            m.set_recordings_active(report.recording as i64);
+            if let Some(skew) = self.client.clock_skew() {
+                m.set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Repeats [`Engine::tick`] until `shutdown` resolves. Wakes on `wakes` (schedule fires,
+    /// callback hints, manual commands) and when a retry falls due. `on_tick` runs after every
+    /// tick (systemd watchdog and `STATUS=`).
+    pub async fn run(
+        mut self,
+        mut wakes: mpsc::Receiver<Wake>,
+        mut reloads: mpsc::Receiver<Arc<Config>>,
+        mut on_tick: impl FnMut(&TickReport, i64) + Send,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), EngineError> {
+        tokio::pin!(shutdown);
+        let (fire_tx, mut fires) = mpsc::channel(64);
+        let mut timers = timer::FireTimers::start(fire_tx).await;
+        loop {
+            let now = now_ms();
+            match self.tick(now).await {
+                Ok(report) => on_tick(&report, now),
+                Err(e) => {
+                    tracing::error!(error = %e, "tick failed; retrying at the next poll");
+                    on_tick(&TickReport::default(), now);
+                }
+            }
+            if let Some(t) = timers.as_mut() {
+                t.arm(&self.config, now).await;
+            }
+            let sleep_for = self.next_wake_in(now_ms());
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(sleep_for) => {}
+                Some(fire) = fires.recv() => tracing::debug!(?fire, "schedule fire time"),
+                Some(wake) = wakes.recv() => {
+                    tracing::debug!(?wake, "woken");
+                    if let Wake::Channel(id) = wake {
+                        self.memory.entry(id).or_default().follow_now = true;
+                    }
+                }
+                Some(config) = reloads.recv() => {
+                    self.reload(config);
+                    if let Some(t) = timers.as_mut() {
+                        t.clear().await;
+                    }
+                }
+            }
+        }
+        if let Some(t) = timers.take() {
+            t.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// How long until the next tick: the poll interval, or sooner for a due retry or an
+    /// occurrence window that ends.
+    fn next_wake_in(&self, now: i64) -> Duration {
+        let poll = self.config.daemon.poll_interval;
+        let mut next = now + poll.as_millis() as i64;
+        for m in self.memory.values() {
+            if let Some(r) = &m.retry {
+                next = next.min(r.next_try_at);
+            }
+        }
+        Duration::from_millis((next - now).clamp(0, i64::MAX) as u64)
+    }
+
+    /// Reads every channel (paged), stores what changed, and refreshes the in-memory view.
+    /// Returns false when the API could not be read (nothing is decided on stale data).
+    async fn observe(&mut self, now: i64) -> Result<bool, EngineError> {
+        let reply = match self.client.list_channels().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "channel list failed; not acting this tick");
+                self.note_api_error(now, None, &e).await?;
+                return Ok(false);
+            }
+        };
+        let page = reply.value;
+        for skipped in &page.skipped {
+            tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
+        }
+        let configured: Vec<(String, Option<String>)> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| (c.id.clone(), c.label.clone()))
+            .collect();
+        let summary = self
+            .store
+            .observe_channels(&page.channels, &configured, now)
+            .await?;
+        for id in &summary.newly_missing {
+            self.event(now, "channel_missing", Some(id), None, &format!(
+                "configured channel {id} was not returned by the Live Station API"
+            ))
+            .await?;
+        }
+        for id in &summary.back {
+            self.event(now, "channel_back", Some(id), None, &format!(
+                "configured channel {id} is returned by the API again"
+            ))
+            .await?;
+        }
+        let mut seen = HashSet::new();
+        for ch in page.channels {
+            seen.insert(ch.channel_id.clone());
+            let prev = self.observed.get(&ch.channel_id);
+            let mem = self.memory.entry(ch.channel_id.clone()).or_default();
+            let live = ch.channel_status.is_live();
+            match (live, mem.live_since) {
+                (true, None) => mem.live_since = Some(now),
+                (false, Some(_)) => mem.live_since = None,
+                _ => {}
+            }
+            let changed = prev.is_none_or(|p| {
+                p.is_recording != ch.is_recording || p.channel_status != ch.channel_status
+            });
+            if changed && (prev.is_some() || ch.is_recording) {
+                mem.follow_now = true;
+            }
+            if let Some(block) = &mem.start_blocked_on
+                && (block.status.as_str() != ch.channel_status.as_str()
+                    || block.is_recording != ch.is_recording
+                    || block.until.is_some_and(|until| now >= until))
+            {
+                mem.start_blocked_on = None;
+            }
+            self.observed.insert(ch.channel_id.clone(), ch);
+        }
+        self.observed.retain(|id, _| seen.contains(id));
+        if let Some(m) = &self.metrics {
+            m.poll_succeeded(now as f64 / 1000.0);
+            m.set_channels(self.observed.len() as i64);
+        }
+        self.store
+            .set_state("last_poll_at", &now.to_string(), now)
+            .await?;
+        Ok(true)
+    }
+
+    /// Derives claims, decides for every configured channel, and acts.
+    async fn act_on_decisions(&mut self, now: i64) -> Result<(usize, usize), EngineError> {
+        let states = self.channel_states(now).await?;
+        let (mut starts, mut stops) = (0, 0);
+        for state in states {
+            let Some(decision) = decide::decide(&state, now) else {
+                continue;
+            };
+            match decision {
+                Decision::Start { trigger, occurrence_id, deadline } => {
+                    let job = act::Job::start(&state.channel_id, trigger, occurrence_id, deadline, now);
+                    if act::attempt(self, job, now).await? {
+                        starts += 1;
+                    }
+                }
+                Decision::Stop { reason } => {
+                    let job = act::Job::stop(&state.channel_id, reason, now);
+                    if act::attempt(self, job, now).await? {
+                        stops += 1;
+                    }
+                }
+                Decision::Release => {
+                    act::release(self, &state.channel_id, now).await?;
+                }
+            }
+        }
+        Ok((starts, stops))
+    }
+
+    /// The decision inputs of every configured channel.
+    async fn channel_states(&mut self, now: i64) -> Result<Vec<ChannelState>, EngineError> {
+        let owned: HashMap<String, Owned> = self
+            .store
+            .owned_recordings_open()
+            .await?
+            .into_iter()
+            .map(|o| (o.channel_id.clone(), Owned { trigger: o.trigger, started_at: o.started_at }))
+            .collect();
+        let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
+        for occ in self.store.open_occurrences().await? {
+            let state = decide::OccurrenceState::parse(occ.state.as_str());
+            if matches!(
+                state,
+                Some(decide::OccurrenceState::Armed | decide::OccurrenceState::Recording)
+            ) {
+                claims.entry(occ.channel_id.clone()).or_default().push(Claim {
+                    source: ClaimSource::Schedule {
+                        name: occ.schedule.clone(),
+                        occurrence_id: occ.id,
+                    },
+                    start: occ.fire_time,
+                    end: occ.window_end,
+                });
+            }
+        }
+        for mc in self.store.active_manual_claims().await? {
+            claims.entry(mc.channel_id.clone()).or_default().push(Claim {
+                source: ClaimSource::Manual,
+                start: mc.requested_at,
+                end: None,
+            });
+        }
+        let mut states = Vec::with_capacity(self.config.channels.len());
+        for cc in &self.config.channels {
+            if self.focus.as_ref().is_some_and(|f| f != &cc.id) {
+                continue;
+            }
+            let observed = self.observed.get(&cc.id);
+            let mem = self.memory.entry(cc.id.clone()).or_default();
+            let mut channel_claims = claims.remove(&cc.id).unwrap_or_default();
+            if cc.record_when_live
+                && let Some(obs) = observed
+                && obs.channel_status.is_live()
+            {
+                channel_claims.push(Claim {
+                    source: ClaimSource::Live,
+                    start: mem.live_since.unwrap_or(now),
+                    end: None,
+                });
+            }
+            states.push(ChannelState {
+                channel_id: cc.id.clone(),
+                observed: observed.map(|o| Observed {
+                    status: o.channel_status.clone(),
+                    is_recording: o.is_recording,
+                    immediate_on_air: o.immediate_on_air,
+                }),
+                owned: owned.get(&cc.id).cloned(),
+                claims: channel_claims,
+                max_duration_ms: cc.max_duration.map(|d| d.as_millis() as i64),
+                spent_before: mem.spent_before,
+                busy: mem.retry.is_some(),
+                start_blocked: mem.start_blocked_on.is_some(),
+            });
+        }
+        Ok(states)
+    }
+
+    /// Records an operator event (events table + log).
+    pub(crate) async fn event(
+        &self,
+        now: i64,
+        kind: &str,
+        channel_id: Option<&str>,
+        record_id: Option<i64>,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        tracing::info!(kind, channel_id = channel_id.unwrap_or("-"), record_id, "{message}");
+        self.store
+            .add_event(&NewEvent {
+                at: now,
+                kind: kind.to_string(),
+                channel_id: channel_id.map(str::to_string),
+                record_id,
+                message: message.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Alerts that need a person (authentication failures) become events; the rest is logged.
+    pub(crate) async fn note_api_error(
+        &self,
+        now: i64,
+        channel_id: Option<&str>,
+        e: &crate::livestation::ApiError,
+    ) -> Result<(), EngineError> {
+        if let crate::livestation::ApiError::Unauthorized { .. } = e {
+            if let Some(m) = &self.metrics {
+                m.auth_failure();
+            }
+            self.event(now, "auth_failure", channel_id, None, &format!(
+                "Live Station rejected lsrecd's credentials after a re-signed retry: {e}. Check the access/secret key and the clock (NTP)."
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn policy_of(config: &Config) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: config.retry.max_attempts,
+        initial_backoff: config.retry.initial_backoff,
+        max_backoff: config.retry.max_backoff,
+    }
+}

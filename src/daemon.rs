@@ -1,0 +1,233 @@
+//! The daemon: wires the configuration, store, client, engine and service glue together, and
+//! runs until shutdown. `lsrecd run` and `lsrecd demo` both come through [`run`].
+//!
+//! Order at start (PRODUCT.md §7): the configuration is valid (the caller loaded it), the
+//! database is migrated, the engine lock is held, the first observation and reconciliation are
+//! done — only then `READY=1`. The main loop sends `WATCHDOG=1` and keeps `STATUS=` current.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::engine::lock::EngineLock;
+use crate::engine::{Engine, TickReport, Wake, now_ms};
+use crate::livestation::Client;
+use crate::livestation::client::ClientConfig;
+use crate::service::http;
+use crate::service::metrics::Metrics;
+use crate::service::notify::Notifier;
+use crate::store::Store;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("database {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: crate::store::StoreError,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::engine::lock::LockError),
+    #[error("API client: {0}")]
+    Client(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Builds the API client from `[api]`.
+pub fn client_for(config: &Config) -> Result<Client, DaemonError> {
+    Client::new(ClientConfig {
+        endpoint: config.api.endpoint.clone(),
+        region: config.api.region,
+        credentials: config.api.credentials.clone(),
+        timeout: config.api.timeout,
+        max_rps: config.api.max_rps,
+    })
+    .map_err(|e| DaemonError::Client(e.to_string()))
+}
+
+/// Opens (creating and migrating) the database of `config`.
+pub async fn open_store(config: &Config) -> Result<Store, DaemonError> {
+    let path = config.daemon.database.clone();
+    Store::open(&path)
+        .await
+        .map_err(|source| DaemonError::Store { path, source })
+}
+
+/// Runs the daemon until `shutdown` resolves. `config_path` is re-read on SIGHUP when
+/// `reload_on_sighup` is set.
+pub async fn run(
+    config: Arc<Config>,
+    config_path: Option<PathBuf>,
+    notifier: Notifier,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    let store = open_store(&config).await?;
+    let _lock = EngineLock::try_acquire(&config.daemon.database)?;
+    let now = now_ms();
+    store
+        .set_state(
+            "retention.warn_before_ms",
+            &config.retention.warn_before.as_millis().to_string(),
+            now,
+        )
+        .await
+        .map_err(|source| DaemonError::Store { path: config.daemon.database.clone(), source })?;
+    let client = client_for(&config)?;
+    let metrics = Metrics::new();
+    let readiness = http::Readiness::new();
+    let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
+    let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    spawn_listeners(&config, &metrics, &readiness, wake_tx.clone(), stop_http_rx, &mut servers).await?;
+
+    tokio::pin!(shutdown);
+    let mut engine = Engine::new(config.clone(), client, store.clone(), now).with_metrics(metrics.clone());
+    notifier.status("reading channels and reconciling");
+    // The first observation and reconciliation, retried until the API answers.
+    let mut delay = config.retry.initial_backoff;
+    loop {
+        let started = tokio::select! {
+            r = engine.reconcile(now_ms()) => r?,
+            _ = &mut shutdown => {
+                let _ = stop_http_tx.send(true);
+                while servers.join_next().await.is_some() {}
+                store.close().await;
+                return Ok(());
+            }
+        };
+        if started {
+            break;
+        }
+        notifier.status("waiting for the Live Station API");
+        notifier.watchdog();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut shutdown => {
+                let _ = stop_http_tx.send(true);
+                while servers.join_next().await.is_some() {}
+                store.close().await;
+                return Ok(());
+            }
+        }
+        delay = (delay * 2).min(config.retry.max_backoff);
+    }
+    readiness.set_ready(true);
+    notifier.ready();
+    tracing::info!(
+        channels = config.channels.len(),
+        schedules = config.schedules.len(),
+        database = %config.daemon.database.display(),
+        "lsrecd is running"
+    );
+
+    let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
+    let reloader = config_path.map(|path| tokio::spawn(reload_on_sighup(path, reload_tx, metrics.clone())));
+
+    let poll_interval = config.daemon.poll_interval;
+    let status_notifier = notifier.clone();
+    let on_tick = move |report: &TickReport, now: i64| {
+        status_notifier.watchdog();
+        if report.observed {
+            readiness.mark_poll(now);
+        }
+        status_notifier.status(&status_line(report, now));
+        let _ = poll_interval;
+    };
+    let result = engine.run(wake_rx, reload_rx, on_tick, shutdown).await;
+    notifier.stopping();
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    let _ = stop_http_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    store.close().await;
+    result.map_err(DaemonError::from)
+}
+
+fn status_line(report: &TickReport, now: i64) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(now)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_default();
+    if report.observed {
+        format!("{} channels, {} recording, last poll {at} UTC", report.channels, report.recording)
+    } else {
+        format!("{} channels, {} recording, poll failed at {at} UTC", report.channels, report.recording)
+    }
+}
+
+async fn spawn_listeners(
+    config: &Config,
+    metrics: &Metrics,
+    readiness: &http::Readiness,
+    wake_tx: mpsc::Sender<Wake>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    servers: &mut tokio::task::JoinSet<()>,
+) -> Result<(), DaemonError> {
+    let metrics_router = config
+        .metrics
+        .as_ref()
+        .map(|m| (m.listen, http::metrics_router(metrics.clone(), readiness.clone())));
+    let callback_router = match &config.callback {
+        Some(c) => {
+            let (hint_tx, mut hint_rx) = mpsc::channel::<http::Hint>(256);
+            let wake = wake_tx.clone();
+            servers.spawn(async move {
+                while let Some(hint) = hint_rx.recv().await {
+                    let _ = wake.try_send(Wake::Channel(hint.channel_id));
+                }
+            });
+            Some((c.listen, http::callback_router(c.token.clone(), hint_tx, metrics.clone())))
+        }
+        None => None,
+    };
+    let routers = match (metrics_router, callback_router) {
+        (Some((a, m)), Some((b, c))) if a == b => vec![(a, m.merge(c))],
+        (m, c) => m.into_iter().chain(c).collect(),
+    };
+    for (addr, router) in routers {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Listen { addr, source })?;
+        tracing::info!(%addr, "HTTP endpoint listening");
+        let mut stop = stop.clone();
+        servers.spawn(async move {
+            http::serve(listener, router, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        });
+    }
+    Ok(())
+}
+
+/// Re-reads the configuration on every SIGHUP; an invalid file keeps the old configuration.
+async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<Arc<Config>>, metrics: Metrics) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match Config::load(&path) {
+            Ok(config) => {
+                tracing::info!(path = %path.display(), "configuration reloaded");
+                metrics.config_reload(true);
+                if tx.send(Arc::new(config)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!("configuration reload failed, the previous configuration stays in force: {e}");
+                metrics.config_reload(false);
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The client-side request rate limit (`api.max_rps`), shared by every clone of the client.
+//!
+//! Requests are spaced at least `1 / max_rps` apart: each caller reserves the next free slot
+//! under a short lock and then sleeps until it with `tokio::time`, so waiting costs no CPU and
+//! tests can drive it with a paused clock.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Spaces requests evenly at a maximum rate.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    interval: Duration,
+    /// The earliest instant the next request may start; `None` before the first request.
+    next_slot: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `max_rps` requests per second; `None` unless `max_rps` is positive
+    /// and its interval representable.
+    pub(crate) fn new(max_rps: f64) -> Option<RateLimiter> {
+        if !(max_rps.is_finite() && max_rps > 0.0) {
+            return None;
+        }
+        Some(RateLimiter {
+            interval: Duration::try_from_secs_f64(1.0 / max_rps).ok()?,
+            next_slot: Mutex::new(None),
+        })
+    }
+
+    /// Waits until this request may be sent. The slot is reserved before waiting, so
+    /// concurrent callers are served in the order they arrived.
+    pub(crate) async fn acquire(&self) {
+        let slot = {
+            // The guarded value is a plain instant, valid even if a holder panicked.
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + self.interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn rates_that_are_not_positive_numbers_are_refused() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
+            assert!(RateLimiter::new(rate).is_none(), "{rate}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_requests_at_two_per_second_take_two_seconds() {
+        let limiter = RateLimiter::new(2.0).expect("valid rate");
+        let start = Instant::now();
+        for _ in 0..5 {
+            limiter.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_is_not_delayed() {
+        let limiter = RateLimiter::new(0.1).expect("valid rate");
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_budget() {
+        let limiter = Arc::new(RateLimiter::new(4.0).expect("valid rate"));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move {
+                    limiter.acquire().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut finished = Vec::new();
+        for t in tasks {
+            finished.push(t.await.expect("task completes") - start);
+        }
+        finished.sort();
+        let expected: Vec<_> = (0..8).map(|i| Duration::from_millis(250 * i)).collect();
+        assert_eq!(finished, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_limiter_does_not_bank_slots_for_a_burst() {
+        let limiter = RateLimiter::new(1.0).expect("valid rate");
+        limiter.acquire().await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let start = Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+}

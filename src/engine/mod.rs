@@ -176,7 +176,7 @@ impl Engine {
 
     /// One unit of work. Returns what it saw and did.
     pub async fn tick(&mut self, now: i64) -> Result<TickReport, EngineError> {
-        let calls_before = self.client.stats().total_requests();
+        let calls_before = self.client.stats().http_requests;
         let mut report = TickReport::default();
         report.observed = self.observe(now).await?;
         occurrences::materialize(self, now).await?;
@@ -191,7 +191,7 @@ impl Engine {
         follow::retention_guard(self, now).await?;
         report.channels = self.observed.len();
         report.recording = self.observed.values().filter(|c| c.is_recording).count();
-        report.api_calls = self.client.stats().total_requests() - calls_before;
+        report.api_calls = self.client.stats().http_requests - calls_before;
         if let Some(m) = &self.metrics {
             m.set_recordings_active(report.recording as i64);
             if let Some(skew) = self.client.clock_skew() {

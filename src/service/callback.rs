@@ -1,0 +1,405 @@
+//! `POST /callback/{token}`: Live Station event callbacks, turned into hints for the engine.
+//!
+//! Callbacks are unauthenticated by Live Station (livestation-api.md §5), so the only secret is
+//! the path token, and the content is never trusted: an accepted callback yields a [`Hint`]
+//! ("observe this channel now") and nothing else. Polling stays the source of truth, so a
+//! dropped, duplicated or forged callback costs at most one extra observation.
+//!
+//! Order of checks: rate limit, token (constant time, never logged; a wrong one answers 404 like
+//! any unknown path), body size, then lenient JSON parsing.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::metrics::{Metrics, callback_result};
+use crate::secret::Secret;
+
+/// "Observe this channel now", from a callback. The engine must not act on it beyond that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// The `channelId` the callback named (checked for shape only, not for existence).
+    pub channel_id: String,
+    /// The event code (`PUBLISH_START`, `ONAIR_END`, …), empty when the body had none.
+    pub event: String,
+}
+
+/// Limits applied to callback requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CallbackLimits {
+    /// Largest accepted body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Sustained requests per second (token bucket refill rate); beyond it, 429.
+    pub per_second: f64,
+    /// Requests allowed in a burst (token bucket size).
+    pub burst: f64,
+    /// How long a client may take to send its body; slower ones get 408.
+    pub body_timeout: Duration,
+}
+
+impl Default for CallbackLimits {
+    fn default() -> Self {
+        CallbackLimits {
+            max_body_bytes: 64 * 1024,
+            per_second: 20.0,
+            burst: 40.0,
+            body_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Longest `channelId` accepted; real ones are about 25 characters.
+const MAX_CHANNEL_ID_LEN: usize = 128;
+/// Longest event code accepted.
+const MAX_EVENT_LEN: usize = 64;
+
+/// The callback route with [`CallbackLimits::default`].
+pub fn callback_router(token: Secret, tx: mpsc::Sender<Hint>, metrics: Metrics) -> Router {
+    callback_router_with_limits(token, tx, metrics, CallbackLimits::default())
+}
+
+/// The callback route: `POST /callback/{token}`. Each accepted callback sends one [`Hint`] on
+/// `tx` without waiting; when the queue is full the hint is dropped and counted.
+pub fn callback_router_with_limits(
+    token: Secret,
+    tx: mpsc::Sender<Hint>,
+    metrics: Metrics,
+    limits: CallbackLimits,
+) -> Router {
+    let state = Arc::new(CallbackState {
+        token_digest: digest(token.expose()),
+        tx,
+        metrics,
+        limits,
+        bucket: Mutex::new(TokenBucket::full(limits.burst, Instant::now())),
+    });
+    Router::new()
+        .route("/callback/{token}", post(receive))
+        .with_state(state)
+}
+
+struct CallbackState {
+    /// SHA-256 of the token: comparing digests takes the same time whatever the candidate's
+    /// length or content, and the token itself is not kept.
+    token_digest: [u8; 32],
+    tx: mpsc::Sender<Hint>,
+    metrics: Metrics,
+    limits: CallbackLimits,
+    bucket: Mutex<TokenBucket>,
+}
+
+impl CallbackState {
+    fn token_matches(&self, candidate: &str) -> bool {
+        constant_time_eq(&digest(candidate), &self.token_digest)
+    }
+
+    fn admit(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        bucket.try_take(Instant::now(), self.limits.per_second, self.limits.burst)
+    }
+
+    fn reject(&self, result: &str, status: StatusCode) -> StatusCode {
+        self.metrics.callback(result);
+        status
+    }
+}
+
+/// The handler. The token is deliberately not in any tracing field or message.
+async fn receive(
+    State(state): State<Arc<CallbackState>>,
+    token: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> StatusCode {
+    if !state.admit() {
+        return state.reject(callback_result::RATE_LIMITED, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let token_ok = token.is_ok_and(|Path(token)| state.token_matches(&token));
+    if !token_ok {
+        tracing::debug!("callback with an unknown token rejected");
+        return state.reject(callback_result::BAD_TOKEN, StatusCode::NOT_FOUND);
+    }
+
+    let limit = state.limits.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return state.reject(callback_result::TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let bytes = match tokio::time::timeout(state.limits.body_timeout, read_body(body, limit)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => {
+            return state.reject(callback_result::TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        Ok(Err(BodyError::Read(e))) => {
+            tracing::debug!(error = %e, "callback body could not be read");
+            return state.reject(callback_result::MALFORMED, StatusCode::BAD_REQUEST);
+        }
+        Err(_elapsed) => {
+            return state.reject(callback_result::MALFORMED, StatusCode::REQUEST_TIMEOUT);
+        }
+    };
+
+    let event = match parse_callback(&bytes) {
+        Ok(event) => event,
+        Err(reason) => {
+            // Counted in lsrecd_callbacks_total; at 20 requests/s a warning per body would flood
+            // the journal.
+            tracing::debug!(reason, "malformed callback body ignored");
+            return state.reject(callback_result::MALFORMED, StatusCode::BAD_REQUEST);
+        }
+    };
+    tracing::debug!(
+        channel_id = %event.hint.channel_id,
+        event = %event.hint.event,
+        event_id = event.id,
+        timestamp_ms = event.timestamp_ms,
+        "callback received"
+    );
+    match state.tx.try_send(event.hint) {
+        Ok(()) => {
+            state.metrics.callback(callback_result::ACCEPTED);
+            StatusCode::ACCEPTED
+        }
+        Err(mpsc::error::TrySendError::Full(hint)) => {
+            // The engine already has observations queued; polling covers this one.
+            tracing::debug!(channel_id = %hint.channel_id, "hint queue full; callback dropped");
+            state.metrics.callback(callback_result::DROPPED);
+            StatusCode::ACCEPTED
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            state.reject(callback_result::DROPPED, StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads at most `limit` bytes of body, stopping as soon as more arrive.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// A parsed callback: the hint plus the fields only worth logging.
+#[derive(Debug, PartialEq)]
+struct CallbackEvent {
+    hint: Hint,
+    id: Option<i64>,
+    timestamp_ms: Option<i64>,
+}
+
+/// Parses a callback body leniently (livestation-api.md §5): a JSON object with a string
+/// `channelId`; `event` (or `eventCode`, as the events API spells it) a string if present;
+/// `id` and `timestamp` numbers or numeric strings, ignored when neither. Unknown fields are
+/// ignored. The error is a short reason for the log, free of the body's content.
+fn parse_callback(body: &[u8]) -> Result<CallbackEvent, &'static str> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
+    let object = value.as_object().ok_or("not a JSON object")?;
+    let channel_id = match object.get("channelId") {
+        Some(Value::String(s)) => s.trim(),
+        Some(_) => return Err("channelId is not a string"),
+        None => return Err("channelId is missing"),
+    };
+    if channel_id.is_empty() || channel_id.len() > MAX_CHANNEL_ID_LEN || !is_token_text(channel_id)
+    {
+        return Err("channelId has an impossible shape");
+    }
+    let event = match object.get("event").or_else(|| object.get("eventCode")) {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) if s.len() <= MAX_EVENT_LEN && is_token_text(s.trim()) => s.trim(),
+        Some(_) => return Err("event is not a short event code"),
+    };
+    Ok(CallbackEvent {
+        hint: Hint {
+            channel_id: channel_id.to_owned(),
+            event: event.to_owned(),
+        },
+        id: object.get("id").and_then(lenient_i64),
+        timestamp_ms: object.get("timestamp").and_then(lenient_i64),
+    })
+}
+
+/// Visible ASCII only: keeps control characters and look-alikes out of logs and the engine.
+fn is_token_text(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn lenient_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Compares two digests without an early exit.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// A token bucket: holds up to `burst` tokens, refilled at `per_second`; each request takes one.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            tokens: burst,
+            updated: now,
+        }
+    }
+
+    fn try_take(&mut self, now: Instant, per_second: f64, burst: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(body: &str) -> Result<Hint, &'static str> {
+        parse_callback(body.as_bytes()).map(|e| e.hint)
+    }
+
+    #[test]
+    fn the_documented_payload_becomes_a_hint() {
+        let event = parse_callback(
+            br#"{ "id": 1234, "logLevel": "INFO", "channelId": "ls-20200327xxxxxx-aBCD3",
+                  "event": "PUBLISH_START", "timestamp": 1599218791425 }"#,
+        );
+
+        assert_eq!(
+            event,
+            Ok(CallbackEvent {
+                hint: Hint {
+                    channel_id: "ls-20200327xxxxxx-aBCD3".into(),
+                    event: "PUBLISH_START".into()
+                },
+                id: Some(1234),
+                timestamp_ms: Some(1_599_218_791_425),
+            })
+        );
+    }
+
+    #[test]
+    fn id_and_timestamp_may_be_strings_or_nonsense() {
+        let strings = parse_callback(
+            br#"{"id":"77","channelId":"ls-1","event":"ONAIR_END","timestamp":"1599218791425"}"#,
+        );
+        let nonsense = parse_callback(br#"{"id":[1],"channelId":"ls-1","timestamp":"soon"}"#);
+
+        let strings = strings.expect("string numbers accepted");
+        assert_eq!(strings.id, Some(77));
+        assert_eq!(strings.timestamp_ms, Some(1_599_218_791_425));
+        let nonsense = nonsense.expect("odd optional fields ignored");
+        assert_eq!((nonsense.id, nonsense.timestamp_ms), (None, None));
+        assert_eq!(nonsense.hint.event, "");
+    }
+
+    #[test]
+    fn event_code_is_accepted_as_the_event_field() {
+        assert_eq!(
+            hint(r#"{"channelId":"ls-1","eventCode":"PUBLISH_END"}"#),
+            Ok(Hint {
+                channel_id: "ls-1".into(),
+                event: "PUBLISH_END".into()
+            })
+        );
+    }
+
+    #[test]
+    fn bodies_without_a_usable_channel_id_are_rejected() {
+        assert_eq!(hint("not json"), Err("not JSON"));
+        assert_eq!(hint("[1,2]"), Err("not a JSON object"));
+        assert_eq!(hint(r#"{"event":"X"}"#), Err("channelId is missing"));
+        assert_eq!(
+            hint(r#"{"channelId":42}"#),
+            Err("channelId is not a string")
+        );
+        assert!(hint(r#"{"channelId":""}"#).is_err());
+        assert!(hint(r#"{"channelId":"ls-1\nFAKE LOG LINE"}"#).is_err());
+        assert!(hint(&format!(r#"{{"channelId":"{}"}}"#, "x".repeat(200))).is_err());
+        assert!(hint(r#"{"channelId":"ls-1","event":{"a":1}}"#).is_err());
+    }
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        let (tx, _rx) = mpsc::channel(1);
+        let state = CallbackState {
+            token_digest: digest("s3cret-token"),
+            tx,
+            metrics: Metrics::new(),
+            limits: CallbackLimits::default(),
+            bucket: Mutex::new(TokenBucket::full(1.0, Instant::now())),
+        };
+
+        assert!(state.token_matches("s3cret-token"));
+        assert!(!state.token_matches("s3cret-toke"));
+        assert!(!state.token_matches("s3cret-token "));
+        assert!(!state.token_matches(""));
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_refills_at_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::full(40.0, t0);
+
+        let burst = (0..100).filter(|_| bucket.try_take(t0, 20.0, 40.0)).count();
+        let after_half_second = (0..100)
+            .filter(|_| bucket.try_take(t0 + Duration::from_millis(500), 20.0, 40.0))
+            .count();
+        let after_an_hour = (0..100)
+            .filter(|_| bucket.try_take(t0 + Duration::from_secs(3600), 20.0, 40.0))
+            .count();
+
+        assert_eq!(burst, 40);
+        assert_eq!(after_half_second, 10);
+        assert_eq!(after_an_hour, 40);
+    }
+}

@@ -19,6 +19,8 @@ use crate::livestation::client::ClientConfig;
 use crate::service::http;
 use crate::service::metrics::Metrics;
 use crate::service::notify::Notifier;
+use crate::service::readiness::Readiness;
+use crate::service::signals::Reload;
 use crate::store::Store;
 
 /// Why the daemon could not run.
@@ -62,11 +64,17 @@ pub async fn open_store(config: &Config) -> Result<Store, DaemonError> {
         .map_err(|source| DaemonError::Store { path, source })
 }
 
-/// Runs the daemon until `shutdown` resolves. `config_path` is re-read on SIGHUP when
-/// `reload_on_sighup` is set.
+/// Where a reload comes from: SIGHUP re-reads `path`.
+pub struct ReloadSource {
+    pub path: PathBuf,
+    pub signal: Reload,
+}
+
+/// Runs the daemon until `shutdown` resolves. With `reload`, every SIGHUP re-reads the
+/// configuration file; an invalid file keeps the configuration in force.
 pub async fn run(
     config: Arc<Config>,
-    config_path: Option<PathBuf>,
+    reload: Option<ReloadSource>,
     notifier: Notifier,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
@@ -83,7 +91,7 @@ pub async fn run(
         .map_err(|source| DaemonError::Store { path: config.daemon.database.clone(), source })?;
     let client = client_for(&config)?;
     let metrics = Metrics::new();
-    let readiness = http::Readiness::new();
+    let readiness = Readiness::for_poll_interval(config.daemon.poll_interval, 3);
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -120,7 +128,7 @@ pub async fn run(
         }
         delay = (delay * 2).min(config.retry.max_backoff);
     }
-    readiness.set_ready(true);
+    readiness.observed();
     notifier.ready();
     tracing::info!(
         channels = config.channels.len(),
@@ -130,17 +138,15 @@ pub async fn run(
     );
 
     let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
-    let reloader = config_path.map(|path| tokio::spawn(reload_on_sighup(path, reload_tx, metrics.clone())));
+    let reloader = reload.map(|r| tokio::spawn(reload_on_sighup(r, reload_tx, metrics.clone(), readiness.clone())));
 
-    let poll_interval = config.daemon.poll_interval;
     let status_notifier = notifier.clone();
     let on_tick = move |report: &TickReport, now: i64| {
         status_notifier.watchdog();
         if report.observed {
-            readiness.mark_poll(now);
+            readiness.observed();
         }
         status_notifier.status(&status_line(report, now));
-        let _ = poll_interval;
     };
     let result = engine.run(wake_rx, reload_rx, on_tick, shutdown).await;
     notifier.stopping();
@@ -167,7 +173,7 @@ fn status_line(report: &TickReport, now: i64) -> String {
 async fn spawn_listeners(
     config: &Config,
     metrics: &Metrics,
-    readiness: &http::Readiness,
+    readiness: &Readiness,
     wake_tx: mpsc::Sender<Wake>,
     stop: tokio::sync::watch::Receiver<bool>,
     servers: &mut tokio::task::JoinSet<()>,
@@ -185,14 +191,11 @@ async fn spawn_listeners(
                     let _ = wake.try_send(Wake::Channel(hint.channel_id));
                 }
             });
-            Some((c.listen, http::callback_router(c.token.clone(), hint_tx, metrics.clone())))
+            Some((c.listen, crate::service::callback::callback_router(c.token.clone(), hint_tx, metrics.clone())))
         }
         None => None,
     };
-    let routers = match (metrics_router, callback_router) {
-        (Some((a, m)), Some((b, c))) if a == b => vec![(a, m.merge(c))],
-        (m, c) => m.into_iter().chain(c).collect(),
-    };
+    let routers = http::group_by_address(metrics_router.into_iter().chain(callback_router));
     for (addr, router) in routers {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -200,26 +203,32 @@ async fn spawn_listeners(
         tracing::info!(%addr, "HTTP endpoint listening");
         let mut stop = stop.clone();
         servers.spawn(async move {
-            http::serve(listener, router, async move {
+            let served = http::serve(listener, router, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
+            if let Err(e) = served {
+                tracing::error!(%addr, error = %e, "HTTP endpoint failed");
+            }
         });
     }
     Ok(())
 }
 
 /// Re-reads the configuration on every SIGHUP; an invalid file keeps the old configuration.
-async fn reload_on_sighup(path: PathBuf, tx: mpsc::Sender<Arc<Config>>, metrics: Metrics) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::error!("cannot listen for SIGHUP; reload needs a restart");
-        return;
-    };
+async fn reload_on_sighup(
+    source: ReloadSource,
+    tx: mpsc::Sender<Arc<Config>>,
+    metrics: Metrics,
+    readiness: Readiness,
+) {
+    let ReloadSource { path, signal: mut hup } = source;
     while hup.recv().await.is_some() {
         match Config::load(&path) {
             Ok(config) => {
                 tracing::info!(path = %path.display(), "configuration reloaded");
                 metrics.config_reload(true);
+                readiness.set_max_age(config.daemon.poll_interval * 3);
                 if tx.send(Arc::new(config)).await.is_err() {
                     return;
                 }

@@ -54,9 +54,11 @@ pub async fn run(_g: &GlobalArgs, a: DemoArgs) -> Result<(), CommandError> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_daemon = stop_rx.clone();
+    let signals = crate::service::signals::Signals::install()
+        .map_err(|e| fail(format!("cannot install signal handlers: {e}")))?;
     let daemon = tokio::spawn(crate::daemon::run(
         Arc::new(config),
-        Some(config_path.clone()),
+        None,
         Notifier::disabled(),
         async move {
             let _ = stop_daemon.wait_for(|s| *s).await;
@@ -73,7 +75,7 @@ pub async fn run(_g: &GlobalArgs, a: DemoArgs) -> Result<(), CommandError> {
     };
     tokio::select! {
         _ = deadline => {}
-        _ = crate::service::signals::shutdown_signal() => {}
+        _ = signals.shutdown.wait() => {}
     }
     let _ = stop_tx.send(true);
     let daemon_result = daemon.await;

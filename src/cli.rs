@@ -115,6 +115,21 @@ pub struct EmulatorArgs {
     /// Secret key the emulator accepts.
     #[arg(long, requires = "access_key")]
     pub secret_key: Option<String>,
+    /// Create this many channels at start (ids `ls-emulator-00001`, …).
+    #[arg(long, default_value_t = 0)]
+    pub channels: usize,
+    /// Make the first N of those channels live at start.
+    #[arg(long, default_value_t = 0)]
+    pub live: usize,
+    /// How long records stay in PROCESSING after a recording ends.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub processing: std::time::Duration,
+    /// How long an upload (TRANSFER) takes.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub transfer: std::time::Duration,
+    /// How long temporary recordings are kept (shouldDeleteTime - createdTime).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3days")]
+    pub retention: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -1,10 +1,133 @@
-//! `lsrecd emulator`.
-use crate::cli::{EmulatorArgs, GlobalArgs};
-use crate::exit::CommandError;
+//! `lsrecd emulator`: serve a local Live Station until Ctrl-C or SIGTERM.
+//!
+//! The first line on stdout is `listening on http://ADDR`, so a program that starts the emulator
+//! with `--listen 127.0.0.1:0` can read the port it got.
 
-pub async fn run(_g: &GlobalArgs, _a: EmulatorArgs) -> Result<(), CommandError> {
-    Err(CommandError::new(
-        crate::exit::FAILURE,
-        "`emulator` is not implemented yet",
-    ))
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::cli::{EmulatorArgs, GlobalArgs};
+use crate::emulator::{
+    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Emulator, EmulatorOptions, Lifecycle,
+};
+use crate::exit::{CommandError, FAILURE, USAGE};
+
+/// Runs the emulator in the foreground.
+pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
+    let listen: SocketAddr = a.listen.parse().map_err(|e| {
+        CommandError::new(
+            USAGE,
+            format!(
+                "--listen {:?} is not an IP:PORT address ({e}); e.g. 127.0.0.1:8080",
+                a.listen
+            ),
+        )
+    })?;
+    if a.live > a.channels {
+        return Err(CommandError::new(
+            USAGE,
+            format!("--live {} is more than --channels {}", a.live, a.channels),
+        ));
+    }
+    let keys_given = a.access_key.is_some();
+    let opts = EmulatorOptions {
+        access_key: a
+            .access_key
+            .unwrap_or_else(|| DEFAULT_ACCESS_KEY.to_string()),
+        secret_key: a
+            .secret_key
+            .unwrap_or_else(|| DEFAULT_SECRET_KEY.to_string()),
+        lifecycle: Lifecycle {
+            processing: a.processing,
+            transfer: a.transfer,
+            retention: a.retention,
+        },
+        ..EmulatorOptions::default()
+    };
+    let access_key = opts.access_key.clone();
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| CommandError::new(FAILURE, format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CommandError::new(FAILURE, format!("cannot read the bound address: {e}")))?;
+
+    let emulator = Emulator::new(opts);
+    let control = emulator.control();
+    let ids = control.add_channels(a.channels, "ls-emulator");
+    for id in ids.iter().take(a.live) {
+        control
+            .go_live(id)
+            .map_err(|e| CommandError::new(FAILURE, e.to_string()))?;
+    }
+
+    let secret_shown = if keys_given {
+        "(the one given with --secret-key)"
+    } else {
+        DEFAULT_SECRET_KEY
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = writeln!(
+        out,
+        "Live Station emulator; regions KR (/api/v2) and FKR (/api/fin-v2)"
+    );
+    let _ = writeln!(out, "  access key: {access_key}");
+    let _ = writeln!(out, "  secret key: {secret_shown}");
+    let _ = writeln!(
+        out,
+        "  control:    http://{addr}/_emulator/ (no authentication)"
+    );
+    let _ = writeln!(
+        out,
+        "  channels:   {} ({} live)",
+        ids.len(),
+        ids.len().min(a.live)
+    );
+    let _ = writeln!(out, "configuration for lsrecd:");
+    let _ = writeln!(out, "  [api]");
+    let _ = writeln!(out, "  endpoint = \"http://{addr}\"");
+    let _ = writeln!(out, "  region = \"KR\"");
+    let _ = writeln!(out, "  access_key = \"{access_key}\"");
+    let _ = writeln!(
+        out,
+        "  secret_key_file = \"…\"   # containing the secret key above"
+    );
+    let _ = writeln!(out, "Ctrl-C or SIGTERM stops it.");
+    let _ = out.flush();
+    drop(out);
+
+    tracing::info!(%addr, channels = ids.len(), "emulator serving");
+    emulator
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| CommandError::new(FAILURE, format!("emulator stopped: {e}")))?;
+    tracing::info!("emulator stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

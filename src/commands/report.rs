@@ -1,17 +1,561 @@
-//! `lsrecd status` / `lsrecd records`.
-use crate::cli::{GlobalArgs, RecordsArgs, StatusArgs};
-use crate::exit::CommandError;
+//! `lsrecd status` and `lsrecd records`: what the database says, for a person or a script.
+//!
+//! Both open the database read-only, so they work while the daemon runs and for a user who may
+//! only read the file. The JSON shapes (`--json`) are documented in `docs/database.md`.
 
-pub async fn status(_g: &GlobalArgs, _a: StatusArgs) -> Result<(), CommandError> {
-    Err(CommandError::new(
-        crate::exit::FAILURE,
-        "`status` is not implemented yet",
-    ))
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, RecordsArgs, StatusArgs};
+use crate::exit::{CommandError, FAILURE};
+use crate::store::{RecordFilter, RecordRow, StatusReport, Store, StoreError};
+
+/// The database path when neither the configuration nor `LSRECD_DATABASE` names one.
+pub const DEFAULT_DATABASE: &str = "/var/lib/lsrecd/lsrecd.db";
+
+/// Environment variable that overrides `[daemon].database`.
+pub const DATABASE_ENV: &str = "LSRECD_DATABASE";
+
+/// Version of the `--json` output shapes; raised only on incompatible changes.
+pub const JSON_FORMAT: u32 = 1;
+
+/// `lsrecd status`.
+pub async fn status(g: &GlobalArgs, a: StatusArgs) -> Result<(), CommandError> {
+    let store = open(g).await?;
+    let report = store.status_report(now_ms()).await;
+    store.close().await;
+    let report = report.map_err(store_error)?;
+    if a.json {
+        print_json(&StatusJson {
+            format: JSON_FORMAT,
+            report: &report,
+        })
+    } else {
+        print!("{}", render_status(&report));
+        Ok(())
+    }
 }
 
-pub async fn records(_g: &GlobalArgs, _a: RecordsArgs) -> Result<(), CommandError> {
-    Err(CommandError::new(
-        crate::exit::FAILURE,
-        "`records` is not implemented yet",
-    ))
+/// `lsrecd records`.
+pub async fn records(g: &GlobalArgs, a: RecordsArgs) -> Result<(), CommandError> {
+    let store = open(g).await?;
+    let result = list_records(&store, &a).await;
+    store.close().await;
+    let (rows, labels) = result.map_err(store_error)?;
+    if a.json {
+        print_json(&RecordsJson {
+            format: JSON_FORMAT,
+            records: &rows,
+        })
+    } else {
+        print!("{}", render_records(&rows, &labels));
+        Ok(())
+    }
+}
+
+async fn list_records(
+    store: &Store,
+    a: &RecordsArgs,
+) -> Result<(Vec<RecordRow>, Vec<(String, String)>), StoreError> {
+    let channel_id = match &a.channel {
+        // An unknown name is still tried as an id: records may outlive their channel row.
+        Some(c) => Some(store.resolve_channel(c).await?.unwrap_or_else(|| c.clone())),
+        None => None,
+    };
+    let filter = RecordFilter {
+        channel_id,
+        status: a.status.as_ref().map(|s| s.trim().to_ascii_uppercase()),
+        limit: None,
+    };
+    let rows = store.records(&filter).await?;
+    let labels = store
+        .channel_rows()
+        .await?
+        .into_iter()
+        .filter_map(|c| c.label.map(|l| (c.channel_id, l)))
+        .collect();
+    Ok((rows, labels))
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    format: u32,
+    #[serde(flatten)]
+    report: &'a StatusReport,
+}
+
+#[derive(Serialize)]
+struct RecordsJson<'a> {
+    format: u32,
+    records: &'a [RecordRow],
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), CommandError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CommandError::new(FAILURE, format!("cannot write JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Finds the database and opens it read-only.
+async fn open(g: &GlobalArgs) -> Result<Store, CommandError> {
+    let located = locate_database(&g.config, std::env::var_os(DATABASE_ENV).map(PathBuf::from))?;
+    Store::open_read_only(&located.path)
+        .await
+        .map_err(|e| match e {
+            StoreError::Missing { .. } => {
+                CommandError::new(FAILURE, format!("{e}; it is {}", located.origin))
+            }
+            other => CommandError::new(
+                FAILURE,
+                format!("{} ({}): {other}", located.path.display(), located.origin),
+            ),
+        })
+}
+
+fn store_error(e: StoreError) -> CommandError {
+    CommandError::new(FAILURE, format!("cannot read the database: {e}"))
+}
+
+/// The database path and where it came from (for error messages).
+#[derive(Debug, PartialEq, Eq)]
+struct Located {
+    path: PathBuf,
+    origin: String,
+}
+
+/// `LSRECD_DATABASE`, else `[daemon].database` of the configuration file, else the default.
+///
+/// Only that one key is read, so this works with any configuration the daemon accepts. An
+/// unreadable configuration falls back to the default path, and the error message says so.
+fn locate_database(config: &Path, env: Option<PathBuf>) -> Result<Located, CommandError> {
+    if let Some(path) = env.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok(Located {
+            path,
+            origin: format!("from {DATABASE_ENV}"),
+        });
+    }
+    let text = match std::fs::read_to_string(config) {
+        Ok(text) => text,
+        Err(e) => {
+            return Ok(Located {
+                path: PathBuf::from(DEFAULT_DATABASE),
+                origin: format!(
+                    "the default path, as the configuration {} could not be read ({e}); \
+                     set {DATABASE_ENV} to choose the database",
+                    config.display()
+                ),
+            });
+        }
+    };
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| CommandError::config(format!("{}: {e}", config.display())))?;
+    let configured = table
+        .get("daemon")
+        .and_then(|d| d.get("database"))
+        .map(|v| {
+            v.as_str().map(PathBuf::from).ok_or_else(|| {
+                CommandError::config(format!(
+                    "{}: daemon.database must be a string (a file path)",
+                    config.display()
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(match configured {
+        Some(path) => Located {
+            path,
+            origin: format!("daemon.database in {}", config.display()),
+        },
+        None => Located {
+            path: PathBuf::from(DEFAULT_DATABASE),
+            origin: format!(
+                "the default path (no daemon.database in {})",
+                config.display()
+            ),
+        },
+    })
+}
+
+fn utc(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn opt_utc(ms: Option<i64>) -> String {
+    ms.map(utc).unwrap_or_else(|| "-".into())
+}
+
+fn ago(now: i64, then: i64) -> String {
+    let s = (now - then) / 1000;
+    match s {
+        s if s < 0 => "in the future".into(),
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7_200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3_600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// A warning window in the unit people set it in: whole hours when it is, else humantime.
+fn window(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms > 0 && ms % 3_600_000 == 0 {
+        format!("{} h", ms / 3_600_000)
+    } else {
+        humantime::format_duration(std::time::Duration::from_millis(ms.unsigned_abs())).to_string()
+    }
+}
+
+fn text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// A plain left-aligned table; columns separated by two spaces, no trailing blanks.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths.get(i).copied().unwrap_or(0);
+            let _ = write!(line, "{cell:<pad$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn section(out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<String>>) {
+    out.push('\n');
+    let _ = writeln!(out, "{title} ({})", rows.len());
+    if rows.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        out.push_str(&table(headers, &rows));
+    }
+}
+
+fn render_status(r: &StatusReport) -> String {
+    let now = r.generated_at;
+    let mut out = String::new();
+    let _ = writeln!(out, "lsrecd status at {}", utc(now));
+    match r.last_poll_at {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "last poll {} ({}), {} channels seen",
+                utc(t),
+                ago(now, t),
+                r.channels_seen.unwrap_or(0)
+            );
+        }
+        None => out.push_str("no poll recorded yet: has the daemon run?\n"),
+    }
+
+    let channels = r
+        .channels
+        .iter()
+        .filter(|c| c.configured || c.is_recording || c.immediate_on_air)
+        .map(|c| {
+            let mut note = Vec::new();
+            if !c.configured {
+                note.push("not configured".to_string());
+            }
+            if c.immediate_on_air {
+                note.push("immediateOnAir".to_string());
+            }
+            if let Some(m) = c.missing_since {
+                note.push(format!("MISSING from the API since {}", utc(m)));
+            }
+            vec![
+                c.channel_id.clone(),
+                text(&c.label),
+                text(&c.channel_status),
+                if c.is_recording { "yes" } else { "no" }.into(),
+                opt_utc(c.observed_at),
+                note.join(", "),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "CHANNELS",
+        &["CHANNEL", "LABEL", "STATUS", "RECORDING", "SINCE", "NOTE"],
+        channels,
+    );
+
+    let active = r
+        .active_recordings
+        .iter()
+        .map(|a| {
+            vec![
+                a.record_id.to_string(),
+                a.label.clone().unwrap_or_else(|| a.channel_id.clone()),
+                a.record_type.clone(),
+                opt_utc(a.record_begin_time),
+                a.running_minutes
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if a.owned {
+                    format!("lsrecd ({})", text(&a.owned_trigger))
+                } else {
+                    "not lsrecd".into()
+                },
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "ACTIVE RECORDINGS",
+        &[
+            "RECORD",
+            "CHANNEL",
+            "TYPE",
+            "BEGIN",
+            "MINUTES",
+            "STARTED BY",
+        ],
+        active,
+    );
+
+    let occurrences = r
+        .occurrences
+        .iter()
+        .map(|o| {
+            vec![
+                o.schedule.clone(),
+                o.channel_id.clone(),
+                utc(o.fire_time),
+                o.window_end
+                    .map(utc)
+                    .unwrap_or_else(|| "until offline".into()),
+                o.state.to_string(),
+                text(&o.detail),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "OCCURRENCES (not final)",
+        &[
+            "SCHEDULE",
+            "CHANNEL",
+            "FIRE TIME",
+            "WINDOW END",
+            "STATE",
+            "DETAIL",
+        ],
+        occurrences,
+    );
+
+    if !r.manual_claims.is_empty() {
+        let claims = r
+            .manual_claims
+            .iter()
+            .map(|c| vec![c.channel_id.clone(), utc(c.requested_at)])
+            .collect();
+        section(&mut out, "MANUAL CLAIMS", &["CHANNEL", "SINCE"], claims);
+    }
+
+    let failures = r
+        .recent_failures
+        .iter()
+        .map(|f| {
+            vec![
+                utc(f.at),
+                f.source.clone(),
+                text(&f.channel_id),
+                f.what.clone(),
+                f.detail.clone(),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        "RECENT FAILURES (7 days)",
+        &["AT", "SOURCE", "CHANNEL", "WHAT", "DETAIL"],
+        failures,
+    );
+
+    let expiring = r
+        .expiring_records
+        .iter()
+        .map(|e| {
+            vec![
+                e.record_id.to_string(),
+                e.label.clone().unwrap_or_else(|| e.channel_id.clone()),
+                e.record_type.clone(),
+                e.status.clone(),
+                utc(e.should_delete_time),
+                format!("{:.1}", e.hours_left),
+                if e.upload_requested_at.is_some() {
+                    "requested"
+                } else {
+                    "no"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    section(
+        &mut out,
+        &format!(
+            "EXPIRING, NOT UPLOADED (within {})",
+            window(r.warn_before_ms)
+        ),
+        &[
+            "RECORD",
+            "CHANNEL",
+            "TYPE",
+            "STATUS",
+            "DELETED AT",
+            "HOURS LEFT",
+            "UPLOAD",
+        ],
+        expiring,
+    );
+    out
+}
+
+fn render_records(rows: &[RecordRow], labels: &[(String, String)]) -> String {
+    if rows.is_empty() {
+        return "no records\n".into();
+    }
+    let label = |id: &str| {
+        labels
+            .iter()
+            .find(|(c, _)| c == id)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.record_id.to_string(),
+                label(&r.channel_id),
+                r.record_type.clone(),
+                r.status.clone(),
+                opt_utc(r.record_begin_time),
+                r.duration
+                    .map(|d| {
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            d.max(0).unsigned_abs(),
+                        ))
+                        .to_string()
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                opt_utc(r.should_delete_time),
+                if r.object_storage_url.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                text(&r.file_name),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RECORD",
+            "CHANNEL",
+            "TYPE",
+            "STATUS",
+            "BEGIN",
+            "DURATION",
+            "DELETED AT",
+            "UPLOADED",
+            "FILE",
+        ],
+        &body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("config.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_environment_variable_wins_over_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "[daemon]\ndatabase = \"/srv/a.db\"\n");
+        let l = locate_database(&cfg, Some("/tmp/b.db".into())).unwrap();
+        assert_eq!(l.path, PathBuf::from("/tmp/b.db"));
+    }
+
+    #[test]
+    fn the_database_key_of_the_daemon_table_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "[api]\nregion = \"KR\"\n[daemon]\ndatabase = \"/srv/a.db\"\npoll_interval = \"10s\"\n",
+        );
+        let l = locate_database(&cfg, None).unwrap();
+        assert_eq!(l.path, PathBuf::from("/srv/a.db"));
+    }
+
+    #[test]
+    fn a_configuration_without_the_key_means_the_default_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "[daemon]\ntimezone = \"Asia/Seoul\"\n");
+        let l = locate_database(&cfg, None).unwrap();
+        assert_eq!(l.path, PathBuf::from(DEFAULT_DATABASE));
+    }
+
+    #[test]
+    fn an_unreadable_configuration_falls_back_to_the_default_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = locate_database(&dir.path().join("absent.toml"), None).unwrap();
+        assert_eq!(l.path, PathBuf::from(DEFAULT_DATABASE));
+        assert!(l.origin.contains("absent.toml"), "{}", l.origin);
+        assert!(l.origin.contains(DATABASE_ENV), "{}", l.origin);
+    }
+
+    #[test]
+    fn invalid_toml_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "[daemon\n");
+        let e = locate_database(&cfg, None).unwrap_err();
+        assert_eq!(e.code, crate::exit::CONFIG);
+        let e = locate_database(&write(dir.path(), "[daemon]\ndatabase = 3\n"), None).unwrap_err();
+        assert_eq!(e.code, crate::exit::CONFIG);
+        assert!(e.message.contains("daemon.database"), "{}", e.message);
+    }
+
+    #[test]
+    fn tables_align_columns_without_trailing_blanks() {
+        let t = table(
+            &["A", "BB"],
+            &[vec!["xyz".into(), "1".into()], vec!["q".into(), "".into()]],
+        );
+        assert_eq!(t, "A    BB\nxyz  1\nq\n");
+    }
 }

@@ -1,0 +1,140 @@
+//! What `lsrecd status` shows, read in one place from the operator views.
+//!
+//! The views compute "now" from SQLite's clock for people at a `sqlite3` prompt; this module
+//! selects their clock-free columns and applies the caller's `now`, so reports are testable.
+
+use serde::Serialize;
+
+use super::state::keys;
+use super::{ChannelRow, DEFAULT_WARN_BEFORE_MS, ManualClaimRow, OccurrenceRow, Store, StoreError};
+
+/// How far back "recent" failures go (7 days, as in the `recent_failures` view).
+pub const RECENT_FAILURES_MS: i64 = 7 * 24 * 3_600_000;
+
+/// At most this many failures in a report.
+const MAX_FAILURES: i64 = 100;
+
+/// Everything `lsrecd status` prints. Times are epoch milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// The `now` the report was computed for.
+    pub generated_at: i64,
+    pub schema_version: i64,
+    /// The daemon's last complete channel observation (its heartbeat).
+    pub last_poll_at: Option<i64>,
+    pub channels_seen: Option<i64>,
+    /// The retention warning in force (`retention.warn_before`, default 24 h).
+    pub warn_before_ms: i64,
+    pub channels: Vec<ChannelRow>,
+    pub active_recordings: Vec<ActiveRecording>,
+    /// Occurrences not yet final (PENDING, ARMED, RECORDING), by fire time.
+    pub occurrences: Vec<OccurrenceRow>,
+    pub manual_claims: Vec<ManualClaimRow>,
+    /// Failures of the last 7 days, newest first.
+    pub recent_failures: Vec<FailureRow>,
+    /// Records not uploaded whose deletion is due within the warning, soonest first.
+    pub expiring_records: Vec<ExpiringRecord>,
+}
+
+/// A record in RECORDING (from the `active_recordings` view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ActiveRecording {
+    pub record_id: i64,
+    pub channel_id: String,
+    pub label: Option<String>,
+    pub record_type: String,
+    pub file_name: Option<String>,
+    pub record_begin_time: Option<i64>,
+    #[sqlx(skip)]
+    pub running_minutes: Option<i64>,
+    /// Whether lsrecd started this recording (and will stop it).
+    pub owned: bool,
+    pub owned_trigger: Option<String>,
+    pub owned_since: Option<i64>,
+}
+
+/// One failure (from the `failures` view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct FailureRow {
+    pub at: i64,
+    /// `action`, `occurrence` or `event`.
+    pub source: String,
+    /// The id of the row in that table.
+    pub source_id: i64,
+    pub channel_id: Option<String>,
+    pub what: String,
+    pub detail: String,
+}
+
+/// A record that expires soon and is not uploaded (from the `unuploaded_records` view).
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ExpiringRecord {
+    pub record_id: i64,
+    pub channel_id: String,
+    pub label: Option<String>,
+    pub record_type: String,
+    pub status: String,
+    pub file_name: Option<String>,
+    pub record_begin_time: Option<i64>,
+    pub should_delete_time: i64,
+    /// Hours until deletion, one decimal; negative once the time has passed.
+    #[sqlx(skip)]
+    pub hours_left: f64,
+    pub expiry_warned_at: Option<i64>,
+    pub upload_requested_at: Option<i64>,
+}
+
+impl Store {
+    /// The report of `lsrecd status` as of `now`.
+    pub async fn status_report(&self, now: i64) -> Result<StatusReport, StoreError> {
+        let warn_before_ms = self
+            .get_state_i64(keys::RETENTION_WARN_BEFORE_MS)
+            .await?
+            .unwrap_or(DEFAULT_WARN_BEFORE_MS);
+        let mut active: Vec<ActiveRecording> = sqlx::query_as(
+            "SELECT record_id, channel_id, label, record_type, file_name, record_begin_time,
+                    owned, owned_trigger, owned_since
+             FROM active_recordings
+             ORDER BY record_begin_time, record_id",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        for a in &mut active {
+            a.running_minutes = a.record_begin_time.map(|b| (now - b).max(0) / 60_000);
+        }
+        let recent_failures: Vec<FailureRow> = sqlx::query_as(
+            "SELECT at, source, source_id, channel_id, what, detail FROM failures
+             WHERE at >= ?1 ORDER BY at DESC, source, source_id DESC LIMIT ?2",
+        )
+        .bind(now - RECENT_FAILURES_MS)
+        .bind(MAX_FAILURES)
+        .fetch_all(self.reader())
+        .await?;
+        let mut expiring: Vec<ExpiringRecord> = sqlx::query_as(
+            "SELECT record_id, channel_id, label, record_type, status, file_name,
+                    record_begin_time, should_delete_time, expiry_warned_at, upload_requested_at
+             FROM unuploaded_records
+             WHERE should_delete_time <= ?1
+             ORDER BY should_delete_time, record_id",
+        )
+        .bind(now.saturating_add(warn_before_ms))
+        .fetch_all(self.reader())
+        .await?;
+        for e in &mut expiring {
+            e.hours_left = ((e.should_delete_time - now) as f64 / 360_000.0).round() / 10.0;
+        }
+        Ok(StatusReport {
+            generated_at: now,
+            schema_version: self.schema_version().await?,
+            last_poll_at: self.get_state_i64(keys::LAST_POLL_AT).await?,
+            channels_seen: self.get_state_i64(keys::CHANNELS_SEEN).await?,
+            warn_before_ms,
+            channels: self.channel_rows().await?,
+            active_recordings: active,
+            occurrences: self.open_occurrences().await?,
+            manual_claims: self.active_manual_claims().await?,
+            recent_failures,
+            expiring_records: expiring,
+        })
+    }
+}

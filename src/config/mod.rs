@@ -1,1 +1,355 @@
 //! Configuration: the TOML contract of PRODUCT.md §4, parsed once into typed values.
+//!
+//! [`Config::load`] reads the file, rejects unknown keys, checks every value and returns typed
+//! settings (`Duration`, `Tz`, [`CronSchedule`], [`Secret`]), or a [`ConfigError`] listing each
+//! problem as `FILE:LINE:COL: KEY: MESSAGE`.
+//!
+//! # Layout
+//!
+//! - `raw`: the file as written (`deny_unknown_fields`, spans on every leaf).
+//! - `validate`: raw → typed, with defaults and the rules below.
+//! - [`credentials`]: where the API keys come from (file, `*_file`, environment, systemd
+//!   credentials) and the [`Env`] lookups tests replace.
+//! - [`error`]: [`ConfigError`] and the mapping of byte offsets to lines, columns and keys.
+//!
+//! # Rules
+//!
+//! - Durations are humantime strings (`"90s"`, `"1h 30m"`). `api.timeout`,
+//!   `retry.initial_backoff`, `retention.warn_before`, `channel.max_duration` and
+//!   `schedule.duration` must be above zero; `daemon.poll_interval` and
+//!   `daemon.record_poll_interval` at least 1s; `retry.max_backoff` at least
+//!   `retry.initial_backoff`; `schedule.catch_up` may be `"0s"` (no catch-up).
+//! - `api.endpoint` is an `http`/`https` URL without credentials, query or fragment; trailing
+//!   slashes are dropped. `api.region` is `KR` or `FKR` (any case). `api.max_rps` is a number
+//!   above zero. `retry.max_attempts` is an integer of at least 1.
+//! - Time zones are IANA names (`Asia/Seoul`, `UTC`), matched exactly.
+//! - `[[channel]]` ids are unique and made of letters, digits, `-` and `_` (they go into API
+//!   paths). Labels are unique, and no label may equal another channel's id, so that a
+//!   schedule's `channel` always names exactly one channel.
+//! - `[[schedule]]` names are unique; `channel` must be a `[[channel]]` id or label (an id
+//!   wins); `cron` must parse and be able to fire at all (`0 0 30 2 *` cannot).
+//! - `[callback]` needs `listen` and a `token` of at least 16 characters from `A-Z a-z 0-9 - . _ ~`
+//!   (it is a URL path segment); `[metrics]` needs `listen`; both are `IP:PORT`, and differ.
+//! - Relative paths (`daemon.database`, `api.*_file`) are relative to the configuration file's
+//!   directory.
+//! - An inline `api.secret_key` is accepted with a warning (louder when the file can be read by
+//!   group or others).
+
+pub mod credentials;
+pub mod error;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+pub use credentials::{Env, KeySource, ProcessEnv};
+pub use error::{ConfigError, Problem};
+
+use crate::livestation::{Credentials, Region};
+use crate::schedule::CronSchedule;
+use crate::secret::Secret;
+
+/// Default `api.endpoint`.
+pub const DEFAULT_ENDPOINT: &str = "https://livestation.apigw.ntruss.com";
+/// Default `api.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `api.max_rps`.
+pub const DEFAULT_MAX_RPS: f64 = 5.0;
+/// Default `daemon.database`.
+pub const DEFAULT_DATABASE: &str = "/var/lib/lsrecd/lsrecd.db";
+/// Default `daemon.poll_interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Default `daemon.record_poll_interval`.
+pub const DEFAULT_RECORD_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `retry.max_attempts`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Default `retry.initial_backoff`.
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Default `retry.max_backoff`.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Default `retention.warn_before`.
+pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(24 * 3600);
+/// Default `schedule.catch_up`.
+pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(5 * 60);
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `[api]`.
+    pub api: ApiConfig,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[retry]`.
+    pub retry: RetryConfig,
+    /// `[retention]`.
+    pub retention: RetentionConfig,
+    /// `[metrics]`, when present.
+    pub metrics: Option<MetricsConfig>,
+    /// `[callback]`, when present.
+    pub callback: Option<CallbackConfig>,
+    /// Every `[[channel]]`, in file order.
+    pub channels: Vec<ChannelConfig>,
+    /// Every `[[schedule]]`, in file order.
+    pub schedules: Vec<ScheduleConfig>,
+    /// The file this was loaded from.
+    pub source: PathBuf,
+}
+
+/// `[api]`: how to reach and authenticate to Live Station.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Scheme and host (and optional path prefix), without a trailing slash.
+    pub endpoint: String,
+    /// `KR` or `FKR`: path prefix and region header.
+    pub region: Region,
+    /// Access and secret key.
+    pub credentials: Credentials,
+    /// Where the access key came from.
+    pub access_key_source: KeySource,
+    /// Where the secret key came from.
+    pub secret_key_source: KeySource,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Client-side rate limit shared by all calls, in requests per second (> 0).
+    pub max_rps: f64,
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// SQLite database path (made absolute against the config file's directory if relative).
+    pub database: PathBuf,
+    /// Default time zone for schedules (UTC when unset).
+    pub timezone: Tz,
+    /// How often all channels are read.
+    pub poll_interval: Duration,
+    /// How often records not in a final state are re-read.
+    pub record_poll_interval: Duration,
+}
+
+/// `[retry]`: exponential backoff with full jitter.
+#[derive(Clone, Debug)]
+pub struct RetryConfig {
+    /// Attempts per action, the first included (>= 1).
+    pub max_attempts: u32,
+    /// Backoff cap of the first retry.
+    pub initial_backoff: Duration,
+    /// Largest backoff (>= `initial_backoff`).
+    pub max_backoff: Duration,
+}
+
+/// `[retention]`.
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// Warn when a record not yet uploaded will be deleted within this long.
+    pub warn_before: Duration,
+    /// Object Storage bucket to upload expiring records to, if any.
+    pub upload_bucket: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+/// `[callback]`.
+#[derive(Clone, Debug)]
+pub struct CallbackConfig {
+    /// Address receiving Live Station callbacks.
+    pub listen: SocketAddr,
+    /// The path segment of `POST /callback/{token}`.
+    pub token: Secret,
+}
+
+/// One `[[channel]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelConfig {
+    /// Live Station channel id.
+    pub id: String,
+    /// Optional unique name schedules and commands may use instead of the id.
+    pub label: Option<String>,
+    /// Record whenever the channel is publishing.
+    pub record_when_live: bool,
+    /// Cap on any recording lsrecd starts on this channel.
+    pub max_duration: Option<Duration>,
+}
+
+/// One `[[schedule]]`.
+#[derive(Clone, Debug)]
+pub struct ScheduleConfig {
+    /// Unique name (`schedule:<name>` in the database).
+    pub name: String,
+    /// The channel id (resolved from the id or label written in the file).
+    pub channel_id: String,
+    /// When occurrences fire.
+    pub cron: CronSchedule,
+    /// The schedule's own zone, else `daemon.timezone`, else UTC.
+    pub timezone: Tz,
+    /// Window length; `None`: until the channel stops publishing.
+    pub duration: Option<Duration>,
+    /// How late after its fire time a missed occurrence is still started.
+    pub catch_up: Duration,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`, taking credentials from the
+    /// process environment where the file does not name them.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &ProcessEnv)
+    }
+
+    /// [`Config::load`] with explicit environment lookups.
+    pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::unreadable(path, format!("cannot read the configuration file: {e}"))
+        })?;
+        let config = Config::from_str_with_env(&text, path, env)?;
+        if config.api.secret_key_source == KeySource::Inline {
+            match credentials::loose_mode(path) {
+                Some(mode) => tracing::warn!(
+                    file = %path.display(),
+                    mode = format_args!("{mode:04o}"),
+                    "api.secret_key is inline in a file that group or others can access; \
+                     chmod 600 it, or move the key to secret_key_file or a systemd credential"
+                ),
+                None => tracing::warn!(
+                    file = %path.display(),
+                    "api.secret_key is inline in the configuration file; prefer \
+                     secret_key_file or a systemd credential"
+                ),
+            }
+        }
+        Ok(config)
+    }
+
+    /// Validates configuration text; `path` names it in errors and anchors relative paths.
+    /// Credentials not in the text come from the process environment.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::from_str_with_env(text, path, &ProcessEnv)
+    }
+
+    /// [`Config::from_str`] with explicit environment lookups.
+    pub fn from_str_with_env(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+    ) -> Result<Config, ConfigError> {
+        validate::validate(text, path, env)
+    }
+
+    /// The channel with this id, else the one with this label.
+    pub fn channel(&self, id_or_label: &str) -> Option<&ChannelConfig> {
+        self.channels
+            .iter()
+            .find(|c| c.id == id_or_label)
+            .or_else(|| {
+                self.channels
+                    .iter()
+                    .find(|c| c.label.as_deref() == Some(id_or_label))
+            })
+    }
+
+    /// The schedule with this name.
+    pub fn schedule(&self, name: &str) -> Option<&ScheduleConfig> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects formatted log output.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    fn logs_of(f: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn write_config(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[api]\naccess_key = \"ak-123\"\nsecret_key = \"sk-SHOULD-NOT-APPEAR\"\n",
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        (dir, path)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_inline_secret_key_in_a_group_readable_file_is_warned_about_without_the_key() {
+        let (_dir, path) = write_config(0o640);
+        let no_env: [(&str, &str); 0] = [];
+        let logs = logs_of(|| {
+            Config::load_with_env(&path, &no_env).unwrap();
+        });
+        assert!(logs.contains("WARN"), "{logs}");
+        assert!(logs.contains("group or others"), "{logs}");
+        assert!(logs.contains("mode=0640"), "{logs}");
+        assert!(logs.contains(&path.display().to_string()), "{logs}");
+        assert!(!logs.contains("SHOULD-NOT-APPEAR"), "{logs}");
+    }
+
+    #[test]
+    fn an_inline_secret_key_in_a_private_file_still_gets_a_gentle_warning() {
+        let (_dir, path) = write_config(0o600);
+        let no_env: [(&str, &str); 0] = [];
+        let logs = logs_of(|| {
+            Config::load_with_env(&path, &no_env).unwrap();
+        });
+        assert!(logs.contains("prefer secret_key_file"), "{logs}");
+        assert!(!logs.contains("group or others"), "{logs}");
+        assert!(!logs.contains("SHOULD-NOT-APPEAR"), "{logs}");
+    }
+
+    #[test]
+    fn keys_from_the_environment_cause_no_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "").unwrap();
+        let env = [("LSRECD_ACCESS_KEY", "a"), ("LSRECD_SECRET_KEY", "s")];
+        let logs = logs_of(|| {
+            Config::load_with_env(&path, &env).unwrap();
+        });
+        assert!(logs.is_empty(), "{logs}");
+    }
+}

@@ -1,0 +1,94 @@
+//! The file as written: `deny_unknown_fields` structs whose leaves keep their byte spans, so
+//! validation can point at the exact key. Every field is optional here; [`super::validate`]
+//! decides what is required and fills in defaults.
+
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+/// An optional leaf with its position.
+pub(crate) type Leaf<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub api: Leaf<RawApi>,
+    pub daemon: Leaf<RawDaemon>,
+    pub retry: Leaf<RawRetry>,
+    pub retention: Leaf<RawRetention>,
+    pub metrics: Leaf<RawMetrics>,
+    pub callback: Leaf<RawCallback>,
+    #[serde(default)]
+    pub channel: Vec<Spanned<RawChannel>>,
+    #[serde(default)]
+    pub schedule: Vec<Spanned<RawSchedule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub endpoint: Leaf<String>,
+    pub region: Leaf<String>,
+    pub access_key: Leaf<String>,
+    pub access_key_file: Leaf<String>,
+    pub secret_key: Leaf<String>,
+    pub secret_key_file: Leaf<String>,
+    pub timeout: Leaf<Value>,
+    pub max_rps: Leaf<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDaemon {
+    pub database: Leaf<String>,
+    pub timezone: Leaf<String>,
+    pub poll_interval: Leaf<Value>,
+    pub record_poll_interval: Leaf<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub max_attempts: Leaf<Value>,
+    pub initial_backoff: Leaf<Value>,
+    pub max_backoff: Leaf<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub warn_before: Leaf<Value>,
+    pub upload_bucket: Leaf<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: Leaf<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCallback {
+    pub listen: Leaf<String>,
+    pub token: Leaf<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChannel {
+    pub id: Leaf<String>,
+    pub label: Leaf<String>,
+    pub record_when_live: Leaf<bool>,
+    pub max_duration: Leaf<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub name: Leaf<String>,
+    pub channel: Leaf<String>,
+    pub cron: Leaf<String>,
+    pub timezone: Leaf<String>,
+    pub duration: Leaf<Value>,
+    pub catch_up: Leaf<Value>,
+}

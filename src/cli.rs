@@ -141,7 +141,9 @@ pub struct DemoArgs {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
-    crate::logging::init(cli.global.log_format, cli.global.verbosity());
+    // The demo prints what happens from the events table; its logs stay at warnings unless asked.
+    let quieter = matches!(cli.command, Command::Demo(_)) as i8;
+    crate::logging::init(cli.global.log_format, cli.global.verbosity() - quieter);
     let result = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

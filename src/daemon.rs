@@ -140,7 +140,8 @@ pub async fn run(
     let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
     let reloader = reload.map(|r| tokio::spawn(reload_on_sighup(r, reload_tx, metrics.clone(), readiness.clone())));
 
-    let status_notifier = notifier.clone();
+    let status_notifier = Arc::new(notifier);
+    let notifier = status_notifier.clone();
     let on_tick = move |report: &TickReport, now: i64| {
         status_notifier.watchdog();
         if report.observed {
@@ -184,7 +185,7 @@ async fn spawn_listeners(
         .map(|m| (m.listen, http::metrics_router(metrics.clone(), readiness.clone())));
     let callback_router = match &config.callback {
         Some(c) => {
-            let (hint_tx, mut hint_rx) = mpsc::channel::<http::Hint>(256);
+            let (hint_tx, mut hint_rx) = mpsc::channel::<crate::service::Hint>(256);
             let wake = wake_tx.clone();
             servers.spawn(async move {
                 while let Some(hint) = hint_rx.recv().await {

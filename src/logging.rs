@@ -25,7 +25,7 @@ pub fn init(format: LogFormat, verbosity: i8) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{level},lsrecd={level},sqlx=warn,hyper=warn,reqwest=warn"
+            "{level},lsrecd={level},sqlx=warn,hyper=warn,reqwest=warn,tokio_cron_scheduler=warn"
         ))
     });
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{DemoArgs, GlobalArgs};
-use crate::emulator::{ChannelSpec, Emulator, EmulatorOptions};
+use crate::emulator::{ChannelSpec, Emulator, EmulatorOptions, RecordFormat, RecordType};
 use crate::exit::{self, CommandError};
 use crate::service::notify::Notifier;
 
@@ -25,16 +25,21 @@ pub async fn run(_g: &GlobalArgs, a: DemoArgs) -> Result<(), CommandError> {
         .tempdir()
         .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?
         .keep();
-    let mut options = EmulatorOptions::default();
-    options.lifecycle = crate::emulator::Lifecycle::fast();
+    let options = EmulatorOptions::default();
     let emulator = Emulator::start("127.0.0.1:0".parse().expect("valid address"), options.clone())
         .await
         .map_err(|e| fail(format!("cannot start the emulator: {e}")))?;
     let control = emulator.control();
-    control.add_channel(ChannelSpec::new(STUDIO_A, "studio-a").manual_upload());
-    control.add_channel(ChannelSpec::new(STUDIO_B, "studio-b").auto_upload());
-    control.add_channel(ChannelSpec::new(STUDIO_C, "studio-c").auto_upload().immediate_on_air());
-    control.go_live(STUDIO_B);
+    let channels = [
+        ChannelSpec::new(STUDIO_A).name("studio-a").record_type(RecordType::ManualUpload),
+        ChannelSpec::new(STUDIO_B).name("studio-b").record_type(RecordType::AutoUpload).format(RecordFormat::All).live(),
+        ChannelSpec::new(STUDIO_C).name("studio-c").record_type(RecordType::AutoUpload).immediate_on_air(true),
+    ];
+    for spec in channels {
+        control
+            .add_channel(spec)
+            .map_err(|e| fail(format!("emulator: {e}")))?;
+    }
 
     let db = dir.join("lsrecd.db");
     let config_path = dir.join("config.toml");
@@ -116,9 +121,6 @@ max_attempts = 5
 initial_backoff = "500ms"
 max_backoff = "5s"
 
-[retention]
-warn_before = "4d"
-
 [[channel]]
 id = "{STUDIO_A}"
 label = "studio-a"
@@ -164,43 +166,46 @@ async fn script(control: crate::emulator::Control, _stop: tokio::sync::watch::Re
     let step = |secs| tokio::time::sleep(Duration::from_secs(secs));
     step(4).await;
     println!("[emulator] studio-a goes live");
-    control.go_live(STUDIO_A);
+    let _ = control.go_live(STUDIO_A);
     step(4).await;
     println!("[emulator] studio-c goes live (it records by itself)");
-    control.go_live(STUDIO_C);
+    let _ = control.go_live(STUDIO_C);
     step(14).await;
     println!("[emulator] studio-a goes offline");
-    control.go_offline(STUDIO_A);
+    let _ = control.go_offline(STUDIO_A);
     step(6).await;
     println!("[emulator] studio-c goes offline");
-    control.go_offline(STUDIO_C);
+    let _ = control.go_offline(STUDIO_C);
     loop {
         step(30).await;
         println!("[emulator] studio-a goes live again");
-        control.go_live(STUDIO_A);
+        let _ = control.go_live(STUDIO_A);
         step(20).await;
         println!("[emulator] studio-a goes offline");
-        control.go_offline(STUDIO_A);
+        let _ = control.go_offline(STUDIO_A);
     }
 }
 
 /// Prints new rows of the events table as they appear, the way an operator would read them.
 async fn print_events(db: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut last_id = 0i64;
+    let mut last_at = 0i64;
     let mut store = None;
     loop {
         if store.is_none() && db.exists() {
             store = crate::store::Store::open_read_only(&db).await.ok();
         }
         if let Some(s) = &store
-            && let Ok(events) = s.events_after(last_id).await
+            && let Ok(events) = s.events_since(last_at).await
         {
-            for e in events {
+            let fresh: Vec<_> = events.into_iter().filter(|e| e.id > last_id).collect();
+            for e in fresh {
                 last_id = e.id;
+                last_at = e.at;
                 let at = chrono::DateTime::from_timestamp_millis(e.at)
                     .map(|t| t.format("%H:%M:%S").to_string())
                     .unwrap_or_default();
-                println!("{at} {:<16} {}", e.kind, e.message);
+                println!("{at} {:<16} {}", e.kind.as_str(), e.message);
             }
         }
         if *stop.borrow() {

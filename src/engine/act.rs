@@ -150,7 +150,7 @@ pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Resu
         match engine.client.get_channel(&job.channel_id).await {
             Ok(reply) => {
                 let ch = reply.value;
-                engine.store.observe_channels(std::slice::from_ref(&ch), &[], now).await?;
+                engine.store.observe_channel(&ch, now).await?;
                 let go = ch.channel_status.is_live() && !ch.is_recording && !ch.immediate_on_air;
                 engine.observed.insert(ch.channel_id.clone(), ch);
                 if !go {
@@ -172,7 +172,8 @@ pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Resu
             trigger: job.trigger.clone(),
             attempt: job.attempt as i64,
             occurrence_id: job.occurrence_id,
-            requested_at: now,
+            record_ids: Vec::new(),
+            now,
         })
         .await?;
     job.last_action_id = Some(action_id);
@@ -230,7 +231,7 @@ pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Resu
                         ))
                         .await?;
                     if let Some(occ) = job.occurrence_id {
-                        engine.store.note_occurrence(occ, &format!("startRecord rejected: {e}"), done).await?;
+                        note_occurrence(engine, occ, &format!("startRecord rejected: {e}"), done).await?;
                     }
                     Ok(false)
                 }
@@ -270,7 +271,8 @@ async fn settle_applied(
                     trigger: "reconcile".to_string(),
                     attempt: job.attempt as i64,
                     occurrence_id: job.occurrence_id,
-                    requested_at: now,
+                    record_ids: Vec::new(),
+                    now,
                 })
                 .await?
         }
@@ -295,11 +297,13 @@ async fn settle_applied(
                 obs.is_recording = true;
             }
             if let Some(occ) = job.occurrence_id {
-                engine
+                if let Err(e) = engine
                     .store
-                    .set_occurrence_state(occ, to_store_state(OccurrenceState::Recording), Some("recording started"), now)
+                    .set_occurrence_state(occ, OccurrenceState::Recording, Some("recording started"), now)
                     .await
-                    .ok();
+                {
+                    tracing::debug!(occurrence = occ, error = %e, "occurrence not moved to RECORDING");
+                }
             }
             if let Some(m) = &engine.metrics {
                 m.recording_started(&job.trigger);
@@ -336,7 +340,7 @@ async fn settle_applied(
 async fn reconcile(engine: &mut Engine, job: &Job, now: i64) -> Result<Option<Vec<Record>>, ApiError> {
     let ch = engine.client.get_channel(&job.channel_id).await?.value;
     let records = engine.client.list_records(&job.channel_id).await?.value.records;
-    if let Err(e) = engine.store.observe_channels(std::slice::from_ref(&ch), &[], now).await {
+    if let Err(e) = engine.store.observe_channel(&ch, now).await {
         tracing::error!(error = %e, "could not store channel observation");
     }
     if let Err(e) = engine.store.upsert_records(&records, now).await {
@@ -395,7 +399,8 @@ async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i6
         Some(at) => {
             tracing::info!(channel_id = %job.channel_id, attempt = job.attempt, error = %e, retry_in_ms = at - now, "will retry");
             job.attempt += 1;
-            engine.memory.entry(job.channel_id.clone()).or_default().retry = Some(RetryState { job, next_try_at: at });
+            let channel_id = job.channel_id.clone();
+            engine.memory.entry(channel_id).or_default().retry = Some(RetryState { job, next_try_at: at });
         }
         None => match job.op {
             Op::Start => {
@@ -411,22 +416,21 @@ async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i6
                     ))
                     .await?;
                 if let Some(occ) = job.occurrence_id {
-                    engine
+                    let detail = format!("startRecord failed after {} attempt(s), {why}: {e}", job.attempt);
+                    if let Err(e) = engine
                         .store
-                        .set_occurrence_state(
-                            occ,
-                            to_store_state(OccurrenceState::Failed),
-                            Some(&format!("startRecord failed after {} attempt(s), {why}: {e}", job.attempt)),
-                            now,
-                        )
+                        .set_occurrence_state(occ, OccurrenceState::Failed, Some(&detail), now)
                         .await
-                        .ok();
+                    {
+                        tracing::debug!(occurrence = occ, error = %e, "occurrence not moved to FAILED");
+                    }
                 }
                 if job.reconcile_first {
                     // Never resend while the last outcome is unknown: keep reconciling.
                     job.attempt = engine.policy.max_attempts;
                     let at = now + engine.policy.max_backoff.as_millis() as i64;
-                    engine.memory.entry(job.channel_id.clone()).or_default().retry = Some(RetryState { job, next_try_at: at });
+                    let channel_id = job.channel_id.clone();
+            engine.memory.entry(channel_id).or_default().retry = Some(RetryState { job, next_try_at: at });
                 } else {
                     let until = now + engine.policy.max_backoff.as_millis() as i64;
                     block_start(engine, &job.channel_id, Some(until));
@@ -442,7 +446,8 @@ async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i6
                     .await?;
                 job.attempt += 1;
                 let at = now + engine.policy.max_backoff.as_millis() as i64;
-                engine.memory.entry(job.channel_id.clone()).or_default().retry = Some(RetryState { job, next_try_at: at });
+                let channel_id = job.channel_id.clone();
+            engine.memory.entry(channel_id).or_default().retry = Some(RetryState { job, next_try_at: at });
             }
         },
     }
@@ -534,14 +539,19 @@ pub(crate) async fn settle_unfinished_actions(engine: &mut Engine, now: i64) -> 
     Ok(())
 }
 
-pub(crate) fn to_store_state(s: OccurrenceState) -> crate::store::OccurrenceState {
-    crate::store::OccurrenceState::parse(s.as_str()).expect("same state names")
+/// Keeps an open occurrence's state and replaces its detail (why it is not recording yet).
+async fn note_occurrence(engine: &Engine, id: i64, detail: &str, now: i64) -> Result<(), EngineError> {
+    let row = engine.store.occurrence(id).await?;
+    if !row.state.is_final() {
+        engine.store.set_occurrence_state(id, row.state, Some(detail), now).await?;
+    }
+    Ok(())
 }
 
 fn outcome(state: ActionState, http_status: Option<u16>, message: &str) -> ActionOutcome {
     ActionOutcome {
         state,
-        http_status: http_status.map(i64::from),
+        http_status,
         error_code: None,
         error_message: (!message.is_empty()).then(|| message.to_string()),
         open_owned: None,
@@ -552,7 +562,7 @@ fn outcome(state: ActionState, http_status: Option<u16>, message: &str) -> Actio
 fn failure(state: ActionState, e: &ApiError) -> ActionOutcome {
     ActionOutcome {
         state,
-        http_status: e.http_status().map(i64::from),
+        http_status: e.http_status(),
         error_code: e.error_code().map(str::to_string),
         error_message: Some(e.to_string()),
         open_owned: None,

@@ -3,6 +3,7 @@
 //! is an argument, so every rule is a table-driven test.
 
 use crate::livestation::ChannelStatus;
+pub use crate::store::OccurrenceState;
 
 /// Why a channel should be recording.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,49 +177,6 @@ pub fn decide(ch: &ChannelState, now: i64) -> Option<Decision> {
         },
         deadline,
     })
-}
-
-/// The states of a schedule occurrence (PRODUCT.md §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OccurrenceState {
-    Pending,
-    Armed,
-    Recording,
-    Completed,
-    Missed,
-    Failed,
-}
-
-impl OccurrenceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OccurrenceState::Pending => "PENDING",
-            OccurrenceState::Armed => "ARMED",
-            OccurrenceState::Recording => "RECORDING",
-            OccurrenceState::Completed => "COMPLETED",
-            OccurrenceState::Missed => "MISSED",
-            OccurrenceState::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "PENDING" => OccurrenceState::Pending,
-            "ARMED" => OccurrenceState::Armed,
-            "RECORDING" => OccurrenceState::Recording,
-            "COMPLETED" => OccurrenceState::Completed,
-            "MISSED" => OccurrenceState::Missed,
-            "FAILED" => OccurrenceState::Failed,
-            _ => return None,
-        })
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            OccurrenceState::Completed | OccurrenceState::Missed | OccurrenceState::Failed
-        )
-    }
 }
 
 /// One occurrence as the engine sees it.

@@ -37,7 +37,7 @@ pub(crate) async fn follow_records(engine: &mut Engine, now: i64, all: bool) -> 
                 }
                 let changes = engine.store.upsert_records(&reply.value.records, now).await?;
                 for c in changes {
-                    report_change(engine, &channel_id, c.record_id, c.old_status.as_deref(), &c.new_status, now).await?;
+                    report_change(engine, &channel_id, c.record_id, c.previous_status.as_deref(), &c.status, now).await?;
                 }
                 if let Some(m) = engine.memory.get_mut(&channel_id) {
                     m.follow_now = false;
@@ -118,7 +118,8 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                 trigger: "retention".to_string(),
                 attempt: 1,
                 occurrence_id: None,
-                requested_at: now,
+                record_ids: ids.clone(),
+                now,
             })
             .await?;
         match engine.client.upload(&bucket, &ids, None).await {
@@ -126,12 +127,8 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                 engine
                     .store
                     .finish_action(action_id, &ActionOutcome {
-                        state: ActionState::Succeeded,
                         http_status: Some(200),
-                        error_code: None,
-                        error_message: None,
-                        open_owned: None,
-                        close_owned: None,
+                        ..ActionOutcome::new(ActionState::Succeeded)
                     }, &[], now)
                     .await?;
                 engine.store.mark_upload_requested(&ids, now).await?;
@@ -146,12 +143,10 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                 engine
                     .store
                     .finish_action(action_id, &ActionOutcome {
-                        state: ActionState::Failed,
-                        http_status: e.http_status().map(i64::from),
+                        http_status: e.http_status(),
                         error_code: e.error_code().map(str::to_string),
                         error_message: Some(e.to_string()),
-                        open_owned: None,
-                        close_owned: None,
+                        ..ActionOutcome::new(ActionState::Failed)
                     }, &[], now)
                     .await?;
                 tracing::warn!(channel_id = %channel_id, error = %e, "upload request failed; will try again at the next record poll");

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::livestation::{Channel, Client};
-use crate::store::{NewEvent, Store};
+use crate::store::{EventKind, NewEvent, Store};
 
 use self::decide::{ChannelState, Claim, ClaimSource, Decision, Observed, Owned};
 use self::retry::RetryPolicy;
@@ -193,7 +193,7 @@ impl Engine {
         report.recording = self.observed.values().filter(|c| c.is_recording).count();
         report.api_calls = self.client.stats().http_requests - calls_before;
         if let Some(m) = &self.metrics {
-            m.set_recordings_active(report.recording as i64);
+            m.set_recordings_active(report.recording as u64);
             if let Some(skew) = self.client.clock_skew() {
                 m.set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
             }
@@ -330,11 +330,8 @@ impl Engine {
         self.observed.retain(|id, _| seen.contains(id));
         if let Some(m) = &self.metrics {
             m.poll_succeeded(now as f64 / 1000.0);
-            m.set_channels(self.observed.len() as i64);
+            m.set_channels(self.observed.len() as u64);
         }
-        self.store
-            .set_state("last_poll_at", &now.to_string(), now)
-            .await?;
         Ok(true)
     }
 
@@ -378,10 +375,9 @@ impl Engine {
             .collect();
         let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
         for occ in self.store.open_occurrences().await? {
-            let state = decide::OccurrenceState::parse(occ.state.as_str());
             if matches!(
-                state,
-                Some(decide::OccurrenceState::Armed | decide::OccurrenceState::Recording)
+                occ.state,
+                decide::OccurrenceState::Armed | decide::OccurrenceState::Recording
             ) {
                 claims.entry(occ.channel_id.clone()).or_default().push(Claim {
                     source: ClaimSource::Schedule {
@@ -449,7 +445,7 @@ impl Engine {
         self.store
             .add_event(&NewEvent {
                 at: now,
-                kind: kind.to_string(),
+                kind: EventKind::parse(kind),
                 channel_id: channel_id.map(str::to_string),
                 record_id,
                 message: message.to_string(),

@@ -5,10 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::NewOccurrence;
+use crate::store::{NewOccurrence, OccurrenceState};
 
-use super::act::to_store_state;
-use super::decide::{self, Observed, Occurrence, OccurrenceState};
+use super::decide::{self, Observed, Occurrence};
 use super::{Engine, EngineError};
 
 /// How far back fire times missed while down are written (older ones are not listed one by one).
@@ -44,6 +43,8 @@ pub(crate) async fn materialize(engine: &mut Engine, now: i64) -> Result<(), Eng
                     channel_id: s.channel_id.clone(),
                     fire_time: fire,
                     window_end: s.duration.map(|d| fire + d.as_millis() as i64),
+                    state: OccurrenceState::Pending,
+                    detail: None,
                     now,
                 })
                 .await?;
@@ -63,9 +64,7 @@ pub(crate) async fn materialize(engine: &mut Engine, now: i64) -> Result<(), Eng
 pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineError> {
     let config = engine.config.clone();
     for row in engine.store.open_occurrences().await? {
-        let Some(state) = OccurrenceState::parse(row.state.as_str()) else {
-            continue;
-        };
+        let state = row.state;
         let Some(schedule) = config.schedules.iter().find(|s| s.name == row.schedule) else {
             let (next, detail) = if state == OccurrenceState::Recording {
                 (OccurrenceState::Completed, "schedule removed from the configuration")
@@ -93,6 +92,13 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
             ) else {
                 break;
             };
+            // A start that was refused says more than "not publishing".
+            let detail = match (&row.detail, next) {
+                (Some(last), OccurrenceState::Missed) if last.starts_with("startRecord") => {
+                    format!("{detail}; last start attempt: {last}")
+                }
+                _ => detail,
+            };
             set(engine, row.id, &row.schedule, &row.channel_id, next, &detail, now).await?;
             current.state = next;
             if next.is_final() {
@@ -114,7 +120,7 @@ async fn set(
 ) -> Result<(), EngineError> {
     engine
         .store
-        .set_occurrence_state(id, to_store_state(state), Some(detail), now)
+        .set_occurrence_state(id, state, Some(detail), now)
         .await?;
     if let Some(m) = &engine.metrics {
         m.occurrence(state.as_str());

@@ -242,6 +242,31 @@ impl Store {
         Ok(summary)
     }
 
+    /// Records one channel read on its own (right before a start, or while reconciling): only
+    /// that row is written, and only if it changed; its configuration flags and the poll
+    /// heartbeat are left alone. Returns whether the row changed.
+    #[instrument(skip_all, fields(channel_id = %c.channel_id))]
+    pub async fn observe_channel(&self, c: &Channel, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before: Option<ChannelRow> =
+            sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
+                .bind(&c.channel_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mut row = before
+            .clone()
+            .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
+        if row.apply_observation(c) || row.observed_at.is_none() {
+            row.observed_at = Some(now);
+        }
+        let changed = before.as_ref() != Some(&row);
+        if changed {
+            write_row(&mut tx, &row).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// Every channel row, configured ones first, then by label and id.
     pub async fn channel_rows(&self) -> Result<Vec<ChannelRow>, StoreError> {
         Ok(sqlx::query_as::<_, ChannelRow>(

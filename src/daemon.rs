@@ -88,17 +88,29 @@ pub async fn run(
             now,
         )
         .await
-        .map_err(|source| DaemonError::Store { path: config.daemon.database.clone(), source })?;
+        .map_err(|source| DaemonError::Store {
+            path: config.daemon.database.clone(),
+            source,
+        })?;
     let client = client_for(&config)?;
     let metrics = Metrics::new();
     let readiness = Readiness::for_poll_interval(config.daemon.poll_interval, 3);
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    spawn_listeners(&config, &metrics, &readiness, wake_tx.clone(), stop_http_rx, &mut servers).await?;
+    spawn_listeners(
+        &config,
+        &metrics,
+        &readiness,
+        wake_tx.clone(),
+        stop_http_rx,
+        &mut servers,
+    )
+    .await?;
 
     tokio::pin!(shutdown);
-    let mut engine = Engine::new(config.clone(), client, store.clone(), now).with_metrics(metrics.clone());
+    let mut engine =
+        Engine::new(config.clone(), client, store.clone(), now).with_metrics(metrics.clone());
     notifier.status("reading channels and reconciling");
     // The first observation and reconciliation, retried until the API answers.
     let mut delay = config.retry.initial_backoff;
@@ -138,7 +150,14 @@ pub async fn run(
     );
 
     let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
-    let reloader = reload.map(|r| tokio::spawn(reload_on_sighup(r, reload_tx, metrics.clone(), readiness.clone())));
+    let reloader = reload.map(|r| {
+        tokio::spawn(reload_on_sighup(
+            r,
+            reload_tx,
+            metrics.clone(),
+            readiness.clone(),
+        ))
+    });
 
     let status_notifier = Arc::new(notifier);
     let notifier = status_notifier.clone();
@@ -165,9 +184,15 @@ fn status_line(report: &TickReport, now: i64) -> String {
         .map(|t| t.format("%H:%M:%S").to_string())
         .unwrap_or_default();
     if report.observed {
-        format!("{} channels, {} recording, last poll {at} UTC", report.channels, report.recording)
+        format!(
+            "{} channels, {} recording, last poll {at} UTC",
+            report.channels, report.recording
+        )
     } else {
-        format!("{} channels, {} recording, poll failed at {at} UTC", report.channels, report.recording)
+        format!(
+            "{} channels, {} recording, poll failed at {at} UTC",
+            report.channels, report.recording
+        )
     }
 }
 
@@ -179,10 +204,12 @@ async fn spawn_listeners(
     stop: tokio::sync::watch::Receiver<bool>,
     servers: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), DaemonError> {
-    let metrics_router = config
-        .metrics
-        .as_ref()
-        .map(|m| (m.listen, http::metrics_router(metrics.clone(), readiness.clone())));
+    let metrics_router = config.metrics.as_ref().map(|m| {
+        (
+            m.listen,
+            http::metrics_router(metrics.clone(), readiness.clone()),
+        )
+    });
     let callback_router = match &config.callback {
         Some(c) => {
             let (hint_tx, mut hint_rx) = mpsc::channel::<crate::service::Hint>(256);
@@ -192,7 +219,14 @@ async fn spawn_listeners(
                     let _ = wake.try_send(Wake::Channel(hint.channel_id));
                 }
             });
-            Some((c.listen, crate::service::callback::callback_router(c.token.clone(), hint_tx, metrics.clone())))
+            Some((
+                c.listen,
+                crate::service::callback::callback_router(
+                    c.token.clone(),
+                    hint_tx,
+                    metrics.clone(),
+                ),
+            ))
         }
         None => None,
     };
@@ -223,7 +257,10 @@ async fn reload_on_sighup(
     metrics: Metrics,
     readiness: Readiness,
 ) {
-    let ReloadSource { path, signal: mut hup } = source;
+    let ReloadSource {
+        path,
+        signal: mut hup,
+    } = source;
     while hup.recv().await.is_some() {
         match Config::load(&path) {
             Ok(config) => {
@@ -235,7 +272,9 @@ async fn reload_on_sighup(
                 }
             }
             Err(e) => {
-                tracing::error!("configuration reload failed, the previous configuration stays in force: {e}");
+                tracing::error!(
+                    "configuration reload failed, the previous configuration stays in force: {e}"
+                );
                 metrics.config_reload(false);
             }
         }

@@ -31,7 +31,12 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
             .collect();
         return Err(CommandError::new(
             exit::USAGE,
-            format!("{:?} is not a [[channel]] id or label in {} (known: {})", a.channel, g.config.display(), known.join(", ")),
+            format!(
+                "{:?} is not a [[channel]] id or label in {} (known: {})",
+                a.channel,
+                g.config.display(),
+                known.join(", ")
+            ),
         ));
     };
     let channel_id = channel.id.clone();
@@ -41,7 +46,9 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
     let changed = if start {
         store.add_manual_claim(&channel_id, now).await
     } else {
-        store.end_manual_claim(&channel_id, "lsrecd stop", now).await
+        store
+            .end_manual_claim(&channel_id, "lsrecd stop", now)
+            .await
     }
     .map_err(|e| CommandError::new(exit::FAILURE, e.to_string()))?;
     let verb = if start { "start" } else { "stop" };
@@ -82,9 +89,9 @@ async fn act_now(
     let mut engine = Engine::new(config, client, store, now).focus(channel_id);
     let reachable = engine.reconcile(now).await.map_err(failure)?;
     if !reachable {
-        return Err(CommandError::unavailable(format!(
-            "the Live Station API could not be reached; the claim is saved and the daemon will act on it when it runs"
-        )));
+        return Err(CommandError::unavailable(
+            "the Live Station API could not be reached; the claim is saved and the daemon will act on it when it runs",
+        ));
     }
     let report = engine.tick(now_ms()).await.map_err(failure)?;
     match (start, report.starts, report.stops) {
@@ -93,7 +100,9 @@ async fn act_now(
         (true, 0, _) => println!(
             "recording of {name} not started now (the channel is not publishing, already recording, or the start failed — see `lsrecd status`); the claim stays until `lsrecd stop`"
         ),
-        (false, _, 0) => println!("nothing to stop for {name} (not recording, not started by lsrecd, or another claim still holds it)"),
+        (false, _, 0) => println!(
+            "nothing to stop for {name} (not recording, not started by lsrecd, or another claim still holds it)"
+        ),
     }
     Ok(())
 }

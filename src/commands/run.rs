@@ -11,10 +11,17 @@ use crate::service::signals::Signals;
 pub async fn run(g: &GlobalArgs) -> Result<(), CommandError> {
     let config = super::load_config(&g.config)?;
     // Handlers first: a SIGTERM during start-up must not kill the process mid-write.
-    let signals = Signals::install()
-        .map_err(|e| CommandError::new(exit::FAILURE, format!("cannot install signal handlers: {e}")))?;
+    let signals = Signals::install().map_err(|e| {
+        CommandError::new(
+            exit::FAILURE,
+            format!("cannot install signal handlers: {e}"),
+        )
+    })?;
     let notifier = Notifier::from_env();
-    let reload = ReloadSource { path: g.config.clone(), signal: signals.reload };
+    let reload = ReloadSource {
+        path: g.config.clone(),
+        signal: signals.reload,
+    };
     let shutdown = async move {
         let signal = signals.shutdown.wait().await;
         tracing::info!(%signal, "shutting down; cloud recordings keep running");

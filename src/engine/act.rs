@@ -121,15 +121,32 @@ pub(crate) async fn due_retries(engine: &mut Engine, now: i64) -> Result<(), Eng
 
 /// One attempt of `job`. Returns true when the start or stop took effect (directly or as found
 /// by reconciliation). Failures schedule the next attempt in the channel's memory.
-pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Result<bool, EngineError> {
+pub(crate) async fn attempt(
+    engine: &mut Engine,
+    mut job: Job,
+    now: i64,
+) -> Result<bool, EngineError> {
     if job.reconcile_first {
         match reconcile(engine, &job, now).await {
-            Ok(Some(records)) => return settle_applied(engine, &job, None, &records, now).await.map(|_| true),
+            Ok(Some(records)) => {
+                return settle_applied(engine, &job, None, &records, now)
+                    .await
+                    .map(|_| true);
+            }
             Ok(None) => {
                 if let Some(id) = job.last_action_id {
                     engine
                         .store
-                        .finish_action(id, &outcome(ActionState::Failed, None, "not applied (confirmed by reconciliation)"), &[], now)
+                        .finish_action(
+                            id,
+                            &outcome(
+                                ActionState::Failed,
+                                None,
+                                "not applied (confirmed by reconciliation)",
+                            ),
+                            &[],
+                            now,
+                        )
                         .await?;
                 }
                 job.reconcile_first = false;
@@ -198,7 +215,9 @@ pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Resu
                 .await?;
             job.reconcile_first = true;
             match reconcile(engine, &job, done).await {
-                Ok(Some(records)) => settle_applied(engine, &job, None, &records, done).await.map(|_| true),
+                Ok(Some(records)) => settle_applied(engine, &job, None, &records, done)
+                    .await
+                    .map(|_| true),
                 Ok(None) => {
                     engine
                         .store
@@ -220,7 +239,9 @@ pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Resu
                 .store
                 .finish_action(action_id, &failure(ActionState::Failed, &e), &[], done)
                 .await?;
-            engine.note_api_error(done, Some(&job.channel_id), &e).await?;
+            engine
+                .note_api_error(done, Some(&job.channel_id), &e)
+                .await?;
             match (&e, job.op) {
                 (ApiError::Rejected { .. }, Op::Start) => {
                     block_start(engine, &job.channel_id, None);
@@ -231,7 +252,8 @@ pub(crate) async fn attempt(engine: &mut Engine, mut job: Job, now: i64) -> Resu
                         ))
                         .await?;
                     if let Some(occ) = job.occurrence_id {
-                        note_occurrence(engine, occ, &format!("startRecord rejected: {e}"), done).await?;
+                        note_occurrence(engine, occ, &format!("startRecord rejected: {e}"), done)
+                            .await?;
                     }
                     Ok(false)
                 }
@@ -277,8 +299,20 @@ async fn settle_applied(
                 .await?
         }
     };
-    let state = if reconciled { ActionState::Reconciled } else { ActionState::Succeeded };
-    let mut out = outcome(state, Some(200), if reconciled { "applied (found by reconciliation)" } else { "" });
+    let state = if reconciled {
+        ActionState::Reconciled
+    } else {
+        ActionState::Succeeded
+    };
+    let mut out = outcome(
+        state,
+        Some(200),
+        if reconciled {
+            "applied (found by reconciliation)"
+        } else {
+            ""
+        },
+    );
     if reconciled {
         out.http_status = None;
     }
@@ -296,24 +330,38 @@ async fn settle_applied(
             if let Some(obs) = engine.observed.get_mut(&job.channel_id) {
                 obs.is_recording = true;
             }
-            if let Some(occ) = job.occurrence_id {
-                if let Err(e) = engine
+            if let Some(occ) = job.occurrence_id
+                && let Err(e) = engine
                     .store
-                    .set_occurrence_state(occ, OccurrenceState::Recording, Some("recording started"), now)
+                    .set_occurrence_state(
+                        occ,
+                        OccurrenceState::Recording,
+                        Some("recording started"),
+                        now,
+                    )
                     .await
-                {
-                    tracing::debug!(occurrence = occ, error = %e, "occurrence not moved to RECORDING");
-                }
+            {
+                tracing::debug!(occurrence = occ, error = %e, "occurrence not moved to RECORDING");
             }
             if let Some(m) = &engine.metrics {
                 m.recording_started(&job.trigger);
             }
             engine
-                .event(now, "started", Some(&job.channel_id), records.first().map(|r| r.record_id), &format!(
-                    "recording started ({}){}; records {ids}",
-                    job.trigger,
-                    if reconciled { ", confirmed by reconciliation after an unclear answer" } else { "" }
-                ))
+                .event(
+                    now,
+                    "started",
+                    Some(&job.channel_id),
+                    records.first().map(|r| r.record_id),
+                    &format!(
+                        "recording started ({}){}; records {ids}",
+                        job.trigger,
+                        if reconciled {
+                            ", confirmed by reconciliation after an unclear answer"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
                 .await?;
         }
         Op::Stop(reason) => {
@@ -321,14 +369,24 @@ async fn settle_applied(
                 obs.is_recording = false;
             }
             if reason == StopReason::MaxDuration {
-                engine.memory.entry(job.channel_id.clone()).or_default().spent_before = Some(now);
-                engine.store.end_manual_claim(&job.channel_id, "max_duration reached", now).await?;
+                engine
+                    .memory
+                    .entry(job.channel_id.clone())
+                    .or_default()
+                    .spent_before = Some(now);
+                engine
+                    .store
+                    .end_manual_claim(&job.channel_id, "max_duration reached", now)
+                    .await?;
             }
             engine
-                .event(now, "stopped", Some(&job.channel_id), records.first().map(|r| r.record_id), &format!(
-                    "recording stopped ({}); records {ids}",
-                    reason.as_str()
-                ))
+                .event(
+                    now,
+                    "stopped",
+                    Some(&job.channel_id),
+                    records.first().map(|r| r.record_id),
+                    &format!("recording stopped ({}); records {ids}", reason.as_str()),
+                )
                 .await?;
         }
     }
@@ -337,9 +395,18 @@ async fn settle_applied(
 
 /// Re-reads the channel and its records. `Some(records)` when the job's effect is there
 /// (start: the channel records; stop: it does not), `None` when it is not.
-async fn reconcile(engine: &mut Engine, job: &Job, now: i64) -> Result<Option<Vec<Record>>, ApiError> {
+async fn reconcile(
+    engine: &mut Engine,
+    job: &Job,
+    now: i64,
+) -> Result<Option<Vec<Record>>, ApiError> {
     let ch = engine.client.get_channel(&job.channel_id).await?.value;
-    let records = engine.client.list_records(&job.channel_id).await?.value.records;
+    let records = engine
+        .client
+        .list_records(&job.channel_id)
+        .await?
+        .value
+        .records;
     if let Err(e) = engine.store.observe_channel(&ch, now).await {
         tracing::error!(error = %e, "could not store channel observation");
     }
@@ -349,17 +416,25 @@ async fn reconcile(engine: &mut Engine, job: &Job, now: i64) -> Result<Option<Ve
     let applied = match job.op {
         Op::Start => {
             // A new RECORDING record since the intent (allowing for clock skew) or the flag.
-            let skew = engine.client.clock_skew().map(|d| d.num_milliseconds()).unwrap_or(0);
+            let skew = engine
+                .client
+                .clock_skew()
+                .map(|d| d.num_milliseconds())
+                .unwrap_or(0);
             let since = job.intent_at + skew - 5_000;
             ch.is_recording
                 || records.iter().any(|r| {
-                    r.status == RecordStatus::Recording && r.record_begin_time.is_some_and(|t| t >= since)
+                    r.status == RecordStatus::Recording
+                        && r.record_begin_time.is_some_and(|t| t >= since)
                 })
         }
         Op::Stop(_) => !ch.is_recording,
     };
     let current: Vec<Record> = match job.op {
-        Op::Start => records.into_iter().filter(|r| r.status == RecordStatus::Recording).collect(),
+        Op::Start => records
+            .into_iter()
+            .filter(|r| r.status == RecordStatus::Recording)
+            .collect(),
         Op::Stop(_) => records,
     };
     engine.observed.insert(ch.channel_id.clone(), ch);
@@ -373,17 +448,22 @@ async fn still_wanted(engine: &mut Engine, job: &Job, now: i64) -> Result<bool, 
         return Ok(false);
     };
     state.busy = false;
-    Ok(match (decide::decide(&state, now), job.op) {
-        (Some(decide::Decision::Start { .. }), Op::Start) => true,
-        (Some(decide::Decision::Stop { .. }), Op::Stop(_)) => true,
-        _ => false,
-    })
+    Ok(matches!(
+        (decide::decide(&state, now), job.op),
+        (Some(decide::Decision::Start { .. }), Op::Start)
+            | (Some(decide::Decision::Stop { .. }), Op::Stop(_))
+    ))
 }
 
 /// Plans the next attempt, or gives up (start: event, occurrence FAILED, start blocked for a
 /// while; stop: alert and keep trying at the slowest pace — a recording that never stops is
 /// worse than a noisy log).
-async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i64) -> Result<(), EngineError> {
+async fn schedule_retry(
+    engine: &mut Engine,
+    mut job: Job,
+    e: &ApiError,
+    now: i64,
+) -> Result<(), EngineError> {
     let retry_after = match e {
         ApiError::RateLimited { retry_after, .. } => *retry_after,
         // A repeated authentication failure is an alert, not a retry storm.
@@ -395,28 +475,45 @@ async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i6
         Op::Start => job.deadline,
         Op::Stop(_) => None,
     };
-    match engine.policy.next_try(job.attempt, now, unit, retry_after, deadline) {
+    match engine
+        .policy
+        .next_try(job.attempt, now, unit, retry_after, deadline)
+    {
         Some(at) => {
             tracing::info!(channel_id = %job.channel_id, attempt = job.attempt, error = %e, retry_in_ms = at - now, "will retry");
             job.attempt += 1;
             let channel_id = job.channel_id.clone();
-            engine.memory.entry(channel_id).or_default().retry = Some(RetryState { job, next_try_at: at });
+            engine.memory.entry(channel_id).or_default().retry = Some(RetryState {
+                job,
+                next_try_at: at,
+            });
         }
         None => match job.op {
             Op::Start => {
-                let why = if job.deadline.is_some_and(|d| now >= d) || job.attempt < engine.policy.max_attempts {
+                let why = if job.deadline.is_some_and(|d| now >= d)
+                    || job.attempt < engine.policy.max_attempts
+                {
                     "the window ended"
                 } else {
                     "retries exhausted"
                 };
                 engine
-                    .event(now, "failed", Some(&job.channel_id), None, &format!(
-                        "startRecord ({}) failed after {} attempt(s), {why}: {e}",
-                        job.trigger, job.attempt
-                    ))
+                    .event(
+                        now,
+                        "failed",
+                        Some(&job.channel_id),
+                        None,
+                        &format!(
+                            "startRecord ({}) failed after {} attempt(s), {why}: {e}",
+                            job.trigger, job.attempt
+                        ),
+                    )
                     .await?;
                 if let Some(occ) = job.occurrence_id {
-                    let detail = format!("startRecord failed after {} attempt(s), {why}: {e}", job.attempt);
+                    let detail = format!(
+                        "startRecord failed after {} attempt(s), {why}: {e}",
+                        job.attempt
+                    );
                     if let Err(e) = engine
                         .store
                         .set_occurrence_state(occ, OccurrenceState::Failed, Some(&detail), now)
@@ -430,7 +527,10 @@ async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i6
                     job.attempt = engine.policy.max_attempts;
                     let at = now + engine.policy.max_backoff.as_millis() as i64;
                     let channel_id = job.channel_id.clone();
-            engine.memory.entry(channel_id).or_default().retry = Some(RetryState { job, next_try_at: at });
+                    engine.memory.entry(channel_id).or_default().retry = Some(RetryState {
+                        job,
+                        next_try_at: at,
+                    });
                 } else {
                     let until = now + engine.policy.max_backoff.as_millis() as i64;
                     block_start(engine, &job.channel_id, Some(until));
@@ -438,16 +538,25 @@ async fn schedule_retry(engine: &mut Engine, mut job: Job, e: &ApiError, now: i6
             }
             Op::Stop(_) => {
                 engine
-                    .event(now, "failed", Some(&job.channel_id), None, &format!(
-                        "stopRecord failed {} time(s): {e}; still trying every {}",
-                        job.attempt,
-                        humantime::format_duration(engine.policy.max_backoff)
-                    ))
+                    .event(
+                        now,
+                        "failed",
+                        Some(&job.channel_id),
+                        None,
+                        &format!(
+                            "stopRecord failed {} time(s): {e}; still trying every {}",
+                            job.attempt,
+                            humantime::format_duration(engine.policy.max_backoff)
+                        ),
+                    )
                     .await?;
                 job.attempt += 1;
                 let at = now + engine.policy.max_backoff.as_millis() as i64;
                 let channel_id = job.channel_id.clone();
-            engine.memory.entry(channel_id).or_default().retry = Some(RetryState { job, next_try_at: at });
+                engine.memory.entry(channel_id).or_default().retry = Some(RetryState {
+                    job,
+                    next_try_at: at,
+                });
             }
         },
     }
@@ -460,18 +569,33 @@ fn block_start(engine: &mut Engine, channel_id: &str, until: Option<i64>) {
         .get(channel_id)
         .map(|c| (c.channel_status.as_str().to_string(), c.is_recording))
         .unwrap_or_default();
-    engine.memory.entry(channel_id.to_string()).or_default().start_blocked_on =
-        Some(StartBlock { status, is_recording, until });
+    engine
+        .memory
+        .entry(channel_id.to_string())
+        .or_default()
+        .start_blocked_on = Some(StartBlock {
+        status,
+        is_recording,
+        until,
+    });
 }
 
 /// The recording lsrecd started has ended by itself (the stream stopped, or someone else stopped
 /// it): close the bookkeeping and read its records.
-pub(crate) async fn release(engine: &mut Engine, channel_id: &str, now: i64) -> Result<(), EngineError> {
+pub(crate) async fn release(
+    engine: &mut Engine,
+    channel_id: &str,
+    now: i64,
+) -> Result<(), EngineError> {
     engine
         .store
         .close_owned_recording(channel_id, "channel stopped recording", now)
         .await?;
-    engine.memory.entry(channel_id.to_string()).or_default().follow_now = true;
+    engine
+        .memory
+        .entry(channel_id.to_string())
+        .or_default()
+        .follow_now = true;
     engine
         .event(now, "ended", Some(channel_id), None, "recording ended without a stop from lsrecd (the stream stopped or it was stopped elsewhere)")
         .await
@@ -479,12 +603,24 @@ pub(crate) async fn release(engine: &mut Engine, channel_id: &str, now: i64) -> 
 
 /// After a restart: settle every action a previous run left `PENDING` or `AMBIGUOUS`, from the
 /// fresh observation and the channel's records, before anything new is decided.
-pub(crate) async fn settle_unfinished_actions(engine: &mut Engine, now: i64) -> Result<(), EngineError> {
+pub(crate) async fn settle_unfinished_actions(
+    engine: &mut Engine,
+    now: i64,
+) -> Result<(), EngineError> {
     for action in engine.store.unfinished_actions().await? {
         let Some(ch) = engine.observed.get(&action.channel_id).cloned() else {
             engine
                 .store
-                .finish_action(action.id, &outcome(ActionState::Failed, None, "channel not returned by the API at restart"), &[], now)
+                .finish_action(
+                    action.id,
+                    &outcome(
+                        ActionState::Failed,
+                        None,
+                        "channel not returned by the API at restart",
+                    ),
+                    &[],
+                    now,
+                )
                 .await?;
             continue;
         };
@@ -498,10 +634,21 @@ pub(crate) async fn settle_unfinished_actions(engine: &mut Engine, now: i64) -> 
         match action.operation {
             Operation::StartRecord => {
                 if ch.is_recording {
-                    let mut out = outcome(ActionState::Reconciled, None, "applied (found recording after restart)");
+                    let mut out = outcome(
+                        ActionState::Reconciled,
+                        None,
+                        "applied (found recording after restart)",
+                    );
                     out.open_owned = Some(action.trigger.clone());
-                    let current: Vec<Record> = records.iter().filter(|r| r.status == RecordStatus::Recording).cloned().collect();
-                    engine.store.finish_action(action.id, &out, &records, now).await?;
+                    let current: Vec<Record> = records
+                        .iter()
+                        .filter(|r| r.status == RecordStatus::Recording)
+                        .cloned()
+                        .collect();
+                    engine
+                        .store
+                        .finish_action(action.id, &out, &records, now)
+                        .await?;
                     engine
                         .event(now, "adopted", Some(&action.channel_id), current.first().map(|r| r.record_id), &format!(
                             "startRecord of a previous run took effect; recording adopted ({}), records {}",
@@ -512,7 +659,16 @@ pub(crate) async fn settle_unfinished_actions(engine: &mut Engine, now: i64) -> 
                 } else {
                     engine
                         .store
-                        .finish_action(action.id, &outcome(ActionState::Failed, None, "not applied (channel not recording at restart)"), &records, now)
+                        .finish_action(
+                            action.id,
+                            &outcome(
+                                ActionState::Failed,
+                                None,
+                                "not applied (channel not recording at restart)",
+                            ),
+                            &records,
+                            now,
+                        )
                         .await?;
                 }
             }
@@ -520,18 +676,43 @@ pub(crate) async fn settle_unfinished_actions(engine: &mut Engine, now: i64) -> 
                 if ch.is_recording {
                     engine
                         .store
-                        .finish_action(action.id, &outcome(ActionState::Failed, None, "not applied (channel still recording at restart)"), &records, now)
+                        .finish_action(
+                            action.id,
+                            &outcome(
+                                ActionState::Failed,
+                                None,
+                                "not applied (channel still recording at restart)",
+                            ),
+                            &records,
+                            now,
+                        )
                         .await?;
                 } else {
-                    let mut out = outcome(ActionState::Reconciled, None, "applied (channel not recording at restart)");
+                    let mut out = outcome(
+                        ActionState::Reconciled,
+                        None,
+                        "applied (channel not recording at restart)",
+                    );
                     out.close_owned = Some("stopped before restart".to_string());
-                    engine.store.finish_action(action.id, &out, &records, now).await?;
+                    engine
+                        .store
+                        .finish_action(action.id, &out, &records, now)
+                        .await?;
                 }
             }
             Operation::Upload => {
                 engine
                     .store
-                    .finish_action(action.id, &outcome(ActionState::Failed, None, "outcome unknown (interrupted); the retention guard will check again"), &records, now)
+                    .finish_action(
+                        action.id,
+                        &outcome(
+                            ActionState::Failed,
+                            None,
+                            "outcome unknown (interrupted); the retention guard will check again",
+                        ),
+                        &records,
+                        now,
+                    )
                     .await?;
             }
         }
@@ -540,10 +721,18 @@ pub(crate) async fn settle_unfinished_actions(engine: &mut Engine, now: i64) -> 
 }
 
 /// Keeps an open occurrence's state and replaces its detail (why it is not recording yet).
-async fn note_occurrence(engine: &Engine, id: i64, detail: &str, now: i64) -> Result<(), EngineError> {
+async fn note_occurrence(
+    engine: &Engine,
+    id: i64,
+    detail: &str,
+    now: i64,
+) -> Result<(), EngineError> {
     let row = engine.store.occurrence(id).await?;
     if !row.state.is_final() {
-        engine.store.set_occurrence_state(id, row.state, Some(detail), now).await?;
+        engine
+            .store
+            .set_occurrence_state(id, row.state, Some(detail), now)
+            .await?;
     }
     Ok(())
 }

@@ -16,7 +16,11 @@ use super::{Engine, EngineError};
 
 /// Reads the records of every channel that needs it now (or all unfinished ones when the record
 /// poll interval has passed, or `all` is set) and stores them.
-pub(crate) async fn follow_records(engine: &mut Engine, now: i64, all: bool) -> Result<(), EngineError> {
+pub(crate) async fn follow_records(
+    engine: &mut Engine,
+    now: i64,
+    all: bool,
+) -> Result<(), EngineError> {
     let interval = engine.config.daemon.record_poll_interval.as_millis() as i64;
     let due = all || engine.last_record_poll.is_none_or(|t| now - t >= interval);
     let mut channels: BTreeSet<String> = engine
@@ -35,9 +39,20 @@ pub(crate) async fn follow_records(engine: &mut Engine, now: i64, all: bool) -> 
                 for s in &reply.value.skipped {
                     tracing::warn!(channel_id = %channel_id, entry = %s, "record entry could not be read; skipped");
                 }
-                let changes = engine.store.upsert_records(&reply.value.records, now).await?;
+                let changes = engine
+                    .store
+                    .upsert_records(&reply.value.records, now)
+                    .await?;
                 for c in changes {
-                    report_change(engine, &channel_id, c.record_id, c.previous_status.as_deref(), &c.status, now).await?;
+                    report_change(
+                        engine,
+                        &channel_id,
+                        c.record_id,
+                        c.previous_status.as_deref(),
+                        &c.status,
+                        now,
+                    )
+                    .await?;
                 }
                 if let Some(m) = engine.memory.get_mut(&channel_id) {
                     m.follow_now = false;
@@ -61,21 +76,45 @@ async fn report_change(
     now: i64,
 ) -> Result<(), EngineError> {
     let status = RecordStatus::parse(new);
-    tracing::info!(channel_id, record_id, from = old.unwrap_or("-"), to = new, "record status");
+    tracing::info!(
+        channel_id,
+        record_id,
+        from = old.unwrap_or("-"),
+        to = new,
+        "record status"
+    );
     match status {
         RecordStatus::TransferFinish => {
             engine
-                .event(now, "uploaded", Some(channel_id), Some(record_id), &format!("record {record_id} is in object storage (TRANSFER_FINISH)"))
+                .event(
+                    now,
+                    "uploaded",
+                    Some(channel_id),
+                    Some(record_id),
+                    &format!("record {record_id} is in object storage (TRANSFER_FINISH)"),
+                )
                 .await
         }
         RecordStatus::ProcessingFail | RecordStatus::TransferFail => {
             engine
-                .event(now, "record_failed", Some(channel_id), Some(record_id), &format!("record {record_id} reached {new}"))
+                .event(
+                    now,
+                    "record_failed",
+                    Some(channel_id),
+                    Some(record_id),
+                    &format!("record {record_id} reached {new}"),
+                )
                 .await
         }
         RecordStatus::Deleted if old.is_some() => {
             engine
-                .event(now, "deleted", Some(channel_id), Some(record_id), &format!("record {record_id} was deleted by Live Station"))
+                .event(
+                    now,
+                    "deleted",
+                    Some(channel_id),
+                    Some(record_id),
+                    &format!("record {record_id} was deleted by Live Station"),
+                )
                 .await
         }
         _ => Ok(()),
@@ -90,12 +129,21 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
     }
     let warn_before = engine.config.retention.warn_before.as_millis() as i64;
     for r in engine.store.expiring_unwarned(now, warn_before).await? {
-        let left = r.should_delete_time.map(|t| human_ms(t - now)).unwrap_or_default();
+        let left = r
+            .should_delete_time
+            .map(|t| human_ms(t - now))
+            .unwrap_or_default();
         engine
-            .event(now, "expiring", Some(&r.channel_id), Some(r.record_id), &format!(
-                "record {} ({}, {}) is not uploaded and Live Station deletes it in {left}",
-                r.record_id, r.record_type, r.status
-            ))
+            .event(
+                now,
+                "expiring",
+                Some(&r.channel_id),
+                Some(r.record_id),
+                &format!(
+                    "record {} ({}, {}) is not uploaded and Live Station deletes it in {left}",
+                    r.record_id, r.record_type, r.status
+                ),
+            )
             .await?;
         if let Some(m) = &engine.metrics {
             m.retention_warning();
@@ -107,7 +155,10 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
     };
     let mut by_channel: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for r in engine.store.uploadable_expiring(now, warn_before).await? {
-        by_channel.entry(r.channel_id.clone()).or_default().push(r.record_id);
+        by_channel
+            .entry(r.channel_id.clone())
+            .or_default()
+            .push(r.record_id);
     }
     for (channel_id, ids) in by_channel {
         let action_id = engine
@@ -126,13 +177,22 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
             Ok(_) => {
                 engine
                     .store
-                    .finish_action(action_id, &ActionOutcome {
-                        http_status: Some(200),
-                        ..ActionOutcome::new(ActionState::Succeeded)
-                    }, &[], now)
+                    .finish_action(
+                        action_id,
+                        &ActionOutcome {
+                            http_status: Some(200),
+                            ..ActionOutcome::new(ActionState::Succeeded)
+                        },
+                        &[],
+                        now,
+                    )
                     .await?;
                 engine.store.mark_upload_requested(&ids, now).await?;
-                engine.memory.entry(channel_id.clone()).or_default().follow_now = true;
+                engine
+                    .memory
+                    .entry(channel_id.clone())
+                    .or_default()
+                    .follow_now = true;
                 engine
                     .event(now, "upload_requested", Some(&channel_id), ids.first().copied(), &format!(
                         "upload of records {ids:?} to bucket {bucket} requested before Live Station deletes them"
@@ -142,12 +202,17 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
             Err(e) => {
                 engine
                     .store
-                    .finish_action(action_id, &ActionOutcome {
-                        http_status: e.http_status(),
-                        error_code: e.error_code().map(str::to_string),
-                        error_message: Some(e.to_string()),
-                        ..ActionOutcome::new(ActionState::Failed)
-                    }, &[], now)
+                    .finish_action(
+                        action_id,
+                        &ActionOutcome {
+                            http_status: e.http_status(),
+                            error_code: e.error_code().map(str::to_string),
+                            error_message: Some(e.to_string()),
+                            ..ActionOutcome::new(ActionState::Failed)
+                        },
+                        &[],
+                        now,
+                    )
                     .await?;
                 tracing::warn!(channel_id = %channel_id, error = %e, "upload request failed; will try again at the next record poll");
             }

@@ -17,7 +17,10 @@ pub enum LockError {
     #[error("another lsrecd engine is running on this database (lock {0} is held)")]
     Held(PathBuf),
     #[error("cannot open lock file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl EngineLock {
@@ -36,7 +39,10 @@ impl EngineLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| LockError::Io { path: path.clone(), source })?;
+            .map_err(|source| LockError::Io {
+                path: path.clone(),
+                source,
+            })?;
         match file.try_lock() {
             Ok(()) => Ok(EngineLock { _file: file, path }),
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held(path)),
@@ -58,7 +64,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");
         let first = EngineLock::try_acquire(&db).unwrap();
-        assert!(matches!(EngineLock::try_acquire(&db), Err(LockError::Held(_))));
+        assert!(matches!(
+            EngineLock::try_acquire(&db),
+            Err(LockError::Held(_))
+        ));
         drop(first);
         EngineLock::try_acquire(&db).unwrap();
     }

@@ -177,8 +177,10 @@ impl Engine {
     /// One unit of work. Returns what it saw and did.
     pub async fn tick(&mut self, now: i64) -> Result<TickReport, EngineError> {
         let calls_before = self.client.stats().http_requests;
-        let mut report = TickReport::default();
-        report.observed = self.observe(now).await?;
+        let mut report = TickReport {
+            observed: self.observe(now).await?,
+            ..TickReport::default()
+        };
         occurrences::materialize(self, now).await?;
         occurrences::advance(self, now).await?;
         if report.observed {
@@ -290,15 +292,23 @@ impl Engine {
             .observe_channels(&page.channels, &configured, now)
             .await?;
         for id in &summary.newly_missing {
-            self.event(now, "channel_missing", Some(id), None, &format!(
-                "configured channel {id} was not returned by the Live Station API"
-            ))
+            self.event(
+                now,
+                "channel_missing",
+                Some(id),
+                None,
+                &format!("configured channel {id} was not returned by the Live Station API"),
+            )
             .await?;
         }
         for id in &summary.back {
-            self.event(now, "channel_back", Some(id), None, &format!(
-                "configured channel {id} is returned by the API again"
-            ))
+            self.event(
+                now,
+                "channel_back",
+                Some(id),
+                None,
+                &format!("configured channel {id} is returned by the API again"),
+            )
             .await?;
         }
         let mut seen = HashSet::new();
@@ -344,8 +354,13 @@ impl Engine {
                 continue;
             };
             match decision {
-                Decision::Start { trigger, occurrence_id, deadline } => {
-                    let job = act::Job::start(&state.channel_id, trigger, occurrence_id, deadline, now);
+                Decision::Start {
+                    trigger,
+                    occurrence_id,
+                    deadline,
+                } => {
+                    let job =
+                        act::Job::start(&state.channel_id, trigger, occurrence_id, deadline, now);
                     if act::attempt(self, job, now).await? {
                         starts += 1;
                     }
@@ -371,7 +386,15 @@ impl Engine {
             .owned_recordings_open()
             .await?
             .into_iter()
-            .map(|o| (o.channel_id.clone(), Owned { trigger: o.trigger, started_at: o.started_at }))
+            .map(|o| {
+                (
+                    o.channel_id.clone(),
+                    Owned {
+                        trigger: o.trigger,
+                        started_at: o.started_at,
+                    },
+                )
+            })
             .collect();
         let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
         for occ in self.store.open_occurrences().await? {
@@ -379,22 +402,28 @@ impl Engine {
                 occ.state,
                 decide::OccurrenceState::Armed | decide::OccurrenceState::Recording
             ) {
-                claims.entry(occ.channel_id.clone()).or_default().push(Claim {
-                    source: ClaimSource::Schedule {
-                        name: occ.schedule.clone(),
-                        occurrence_id: occ.id,
-                    },
-                    start: occ.fire_time,
-                    end: occ.window_end,
-                });
+                claims
+                    .entry(occ.channel_id.clone())
+                    .or_default()
+                    .push(Claim {
+                        source: ClaimSource::Schedule {
+                            name: occ.schedule.clone(),
+                            occurrence_id: occ.id,
+                        },
+                        start: occ.fire_time,
+                        end: occ.window_end,
+                    });
             }
         }
         for mc in self.store.active_manual_claims().await? {
-            claims.entry(mc.channel_id.clone()).or_default().push(Claim {
-                source: ClaimSource::Manual,
-                start: mc.requested_at,
-                end: None,
-            });
+            claims
+                .entry(mc.channel_id.clone())
+                .or_default()
+                .push(Claim {
+                    source: ClaimSource::Manual,
+                    start: mc.requested_at,
+                    end: None,
+                });
         }
         let mut states = Vec::with_capacity(self.config.channels.len());
         for cc in &self.config.channels {
@@ -441,7 +470,12 @@ impl Engine {
         record_id: Option<i64>,
         message: &str,
     ) -> Result<(), EngineError> {
-        tracing::info!(kind, channel_id = channel_id.unwrap_or("-"), record_id, "{message}");
+        tracing::info!(
+            kind,
+            channel_id = channel_id.unwrap_or("-"),
+            record_id,
+            "{message}"
+        );
         self.store
             .add_event(&NewEvent {
                 at: now,

@@ -67,11 +67,26 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
         let state = row.state;
         let Some(schedule) = config.schedules.iter().find(|s| s.name == row.schedule) else {
             let (next, detail) = if state == OccurrenceState::Recording {
-                (OccurrenceState::Completed, "schedule removed from the configuration")
+                (
+                    OccurrenceState::Completed,
+                    "schedule removed from the configuration",
+                )
             } else {
-                (OccurrenceState::Missed, "schedule removed from the configuration")
+                (
+                    OccurrenceState::Missed,
+                    "schedule removed from the configuration",
+                )
             };
-            set(engine, row.id, &row.schedule, &row.channel_id, next, detail, now).await?;
+            set(
+                engine,
+                row.id,
+                &row.schedule,
+                &row.channel_id,
+                next,
+                detail,
+                now,
+            )
+            .await?;
             continue;
         };
         let observed = engine.observed.get(&row.channel_id).map(|c| Observed {
@@ -79,7 +94,11 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
             is_recording: c.is_recording,
             immediate_on_air: c.immediate_on_air,
         });
-        let occ = Occurrence { state, fire_time: row.fire_time, window_end: row.window_end };
+        let occ = Occurrence {
+            state,
+            fire_time: row.fire_time,
+            window_end: row.window_end,
+        };
         let mut current = occ.clone();
         // PENDING → ARMED → RECORDING can happen in one tick.
         for _ in 0..3 {
@@ -99,7 +118,16 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
                 }
                 _ => detail,
             };
-            set(engine, row.id, &row.schedule, &row.channel_id, next, &detail, now).await?;
+            set(
+                engine,
+                row.id,
+                &row.schedule,
+                &row.channel_id,
+                next,
+                &detail,
+                now,
+            )
+            .await?;
             current.state = next;
             if next.is_final() {
                 break;
@@ -128,13 +156,24 @@ async fn set(
     match state {
         OccurrenceState::Missed => {
             engine
-                .event(now, "missed", Some(channel_id), None, &format!("schedule {schedule}: occurrence missed: {detail}"))
+                .event(
+                    now,
+                    "missed",
+                    Some(channel_id),
+                    None,
+                    &format!("schedule {schedule}: occurrence missed: {detail}"),
+                )
                 .await?
         }
         OccurrenceState::Armed => {
             tracing::info!(schedule, channel_id, "occurrence armed: {detail}");
         }
-        _ => tracing::info!(schedule, channel_id, state = state.as_str(), "occurrence: {detail}"),
+        _ => tracing::info!(
+            schedule,
+            channel_id,
+            state = state.as_str(),
+            "occurrence: {detail}"
+        ),
     }
     Ok(())
 }

@@ -37,7 +37,11 @@ impl FireTimers {
             tracing::error!(error = %e, "schedule timer could not start; fire times are handled at the poll interval");
             return None;
         }
-        Some(FireTimers { scheduler, armed: HashMap::new(), tx })
+        Some(FireTimers {
+            scheduler,
+            armed: HashMap::new(),
+            tx,
+        })
     }
 
     /// Arms each schedule's next fire time after `now` (re-arming only what changed).
@@ -71,9 +75,13 @@ impl FireTimers {
                     Ok(id) => {
                         self.armed.insert(s.name.clone(), (fire, id));
                     }
-                    Err(e) => tracing::warn!(schedule = %s.name, error = %e, "could not arm fire timer"),
+                    Err(e) => {
+                        tracing::warn!(schedule = %s.name, error = %e, "could not arm fire timer")
+                    }
                 },
-                Err(e) => tracing::warn!(schedule = %s.name, error = %e, "could not arm fire timer"),
+                Err(e) => {
+                    tracing::warn!(schedule = %s.name, error = %e, "could not arm fire timer")
+                }
             }
         }
     }

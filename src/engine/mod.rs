@@ -101,6 +101,8 @@ pub struct Engine {
     pub(crate) metrics: Option<crate::service::metrics::Metrics>,
     /// Act on this channel only (a one-shot `lsrecd start|stop` while no daemon runs).
     pub(crate) focus: Option<String>,
+    /// Credentials are being refused: alerted once, quiet until a call succeeds again.
+    pub(crate) auth_failing: bool,
 }
 
 impl Engine {
@@ -118,6 +120,7 @@ impl Engine {
             last_record_poll: None,
             metrics: None,
             focus: None,
+            auth_failing: false,
         }
     }
 
@@ -277,6 +280,7 @@ impl Engine {
                 return Ok(false);
             }
         };
+        self.auth_failing = false;
         let page = reply.value;
         for skipped in &page.skipped {
             tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
@@ -490,7 +494,7 @@ impl Engine {
 
     /// Alerts that need a person (authentication failures) become events; the rest is logged.
     pub(crate) async fn note_api_error(
-        &self,
+        &mut self,
         now: i64,
         channel_id: Option<&str>,
         e: &crate::livestation::ApiError,
@@ -498,6 +502,9 @@ impl Engine {
         if let crate::livestation::ApiError::Unauthorized { .. } = e {
             if let Some(m) = &self.metrics {
                 m.auth_failure();
+            }
+            if std::mem::replace(&mut self.auth_failing, true) {
+                return Ok(());
             }
             self.event(now, "auth_failure", channel_id, None, &format!(
                 "Live Station rejected lsrecd's credentials after a re-signed retry: {e}. Check the access/secret key and the clock (NTP)."

@@ -65,30 +65,24 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
     let config = engine.config.clone();
     for row in engine.store.open_occurrences().await? {
         let state = row.state;
-        let Some(schedule) = config.schedules.iter().find(|s| s.name == row.schedule) else {
-            let (next, detail) = if state == OccurrenceState::Recording {
-                (
-                    OccurrenceState::Completed,
-                    "schedule removed from the configuration",
-                )
-            } else {
-                (
-                    OccurrenceState::Missed,
-                    "schedule removed from the configuration",
-                )
-            };
+        let schedule = config.schedules.iter().find(|s| s.name == row.schedule);
+        // A schedule removed by a reload: its claims end, except that a show already being
+        // recorded keeps its window, so a configuration edit does not cut a recording short.
+        if schedule.is_none() && state != OccurrenceState::Recording {
+            let detail = "schedule removed from the configuration";
             set(
                 engine,
                 row.id,
                 &row.schedule,
                 &row.channel_id,
-                next,
+                OccurrenceState::Missed,
                 detail,
                 now,
             )
             .await?;
             continue;
-        };
+        }
+        let catch_up = schedule.map(|s| s.catch_up.as_millis() as i64).unwrap_or(0);
         let observed = engine.observed.get(&row.channel_id).map(|c| Observed {
             status: c.channel_status.clone(),
             is_recording: c.is_recording,
@@ -105,7 +99,7 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
             let Some((next, detail)) = decide::advance_occurrence(
                 &current,
                 observed.as_ref(),
-                schedule.catch_up.as_millis() as i64,
+                catch_up,
                 engine.up_since,
                 now,
             ) else {

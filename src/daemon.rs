@@ -94,6 +94,10 @@ pub async fn run(
         })?;
     let client = client_for(&config)?;
     let metrics = Metrics::new();
+    let call_metrics = metrics.clone();
+    client.observe_calls(Arc::new(move |operation, outcome, elapsed| {
+        call_metrics.api_request(operation, outcome, elapsed)
+    }));
     let readiness = Readiness::for_poll_interval(config.daemon.poll_interval, 3);
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);

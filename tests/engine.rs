@@ -755,6 +755,13 @@ async fn gateway_clock_off_by(offset: chrono::TimeDelta) {
         "offset {offset}"
     );
     assert_eq!(h.starts(), 1);
+    engine.tick(t0 + 1000).await.unwrap();
+    assert_eq!(
+        h.one("SELECT count(*) FROM events WHERE kind = 'clock_skew'")
+            .await,
+        "1",
+        "one operator event while the skew lasts"
+    );
 }
 
 #[tokio::test]

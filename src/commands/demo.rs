@@ -140,7 +140,7 @@ fn write_config(
 endpoint = "{endpoint}"
 region = "KR"
 access_key = "{access}"
-secret_key = "{secret}"
+secret_key_file = "secret_key"
 timeout = "5s"
 max_rps = 20
 
@@ -177,9 +177,11 @@ duration = "30s"
 catch_up = "10s"
 "#,
         access = options.access_key,
-        secret = options.secret_key,
         db = db.display(),
     );
+    let secret = path.with_file_name("secret_key");
+    write_private(&secret, &options.secret_key)
+        .map_err(|e| fail(format!("cannot write {}: {e}", secret.display())))?;
     write_private(path, &text).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
 }
 

@@ -65,6 +65,8 @@ pub const DEFAULT_DATABASE: &str = "/var/lib/lsrecd/lsrecd.db";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Default `daemon.record_poll_interval`.
 pub const DEFAULT_RECORD_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `daemon.keep_history`.
+pub const DEFAULT_KEEP_HISTORY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Default `retry.max_attempts`.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// Default `retry.initial_backoff`.
@@ -129,6 +131,9 @@ pub struct DaemonConfig {
     pub poll_interval: Duration,
     /// How often records not in a final state are re-read.
     pub record_poll_interval: Duration,
+    /// Finished `actions` and `events` older than this are pruned (daily); `records`, their
+    /// history and occurrences are never pruned.
+    pub keep_history: Duration,
 }
 
 /// `[retry]`: exponential backoff with full jitter.

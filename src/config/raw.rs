@@ -43,6 +43,7 @@ pub(crate) struct RawDaemon {
     pub timezone: Leaf<String>,
     pub poll_interval: Leaf<Value>,
     pub record_poll_interval: Leaf<Value>,
+    pub keep_history: Leaf<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

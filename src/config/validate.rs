@@ -490,6 +490,12 @@ impl Validator<'_> {
                 DEFAULT_RECORD_POLL_INTERVAL,
                 second,
             ),
+            keep_history: self.duration(
+                &raw.keep_history,
+                "daemon.keep_history",
+                DEFAULT_KEEP_HISTORY,
+                Min::AtLeast(Duration::from_secs(3600)),
+            ),
         }
     }
 

@@ -103,7 +103,20 @@ pub struct Engine {
     pub(crate) focus: Option<String>,
     /// Credentials are being refused: alerted once, quiet until a call succeeds again.
     pub(crate) auth_failing: bool,
+    /// The local clock is off from the gateway's by more than a minute: alerted once.
+    pub(crate) skew_alerted: bool,
+    /// The next window end or `max_duration` cap: a tick is due then, not at the next poll.
+    pub(crate) next_deadline: Option<i64>,
+    /// When actions and events were last pruned.
+    pub(crate) last_prune: Option<i64>,
 }
+
+/// Wake-ups closer together than this are merged into one tick.
+const MIN_TICK_GAP: Duration = Duration::from_millis(500);
+/// Skew beyond this is an operator event (the gateway refuses 5 minutes).
+const SKEW_ALERT_MS: i64 = 60_000;
+/// How often old actions and events are pruned.
+const PRUNE_EVERY_MS: i64 = 24 * 3600 * 1000;
 
 impl Engine {
     /// A new engine. Call [`Engine::reconcile`] before the first [`Engine::tick`].
@@ -121,6 +134,9 @@ impl Engine {
             metrics: None,
             focus: None,
             auth_failing: false,
+            skew_alerted: false,
+            next_deadline: None,
+            last_prune: None,
         }
     }
 
@@ -199,11 +215,51 @@ impl Engine {
         report.api_calls = self.client.stats().http_requests - calls_before;
         if let Some(m) = &self.metrics {
             m.set_recordings_active(report.recording as u64);
-            if let Some(skew) = self.client.clock_skew() {
-                m.set_clock_skew(skew.num_milliseconds() as f64 / 1000.0);
-            }
         }
+        self.watch_skew(now).await?;
         Ok(report)
+    }
+
+    /// Clock skew: a metric always, an operator event once when it passes a minute (signing
+    /// uses the corrected time, so lsrecd keeps working until the gateway's 5-minute limit
+    /// would be reached without the correction).
+    async fn watch_skew(&mut self, now: i64) -> Result<(), EngineError> {
+        let Some(skew) = self.client.clock_skew() else {
+            return Ok(());
+        };
+        let ms = skew.num_milliseconds();
+        if let Some(m) = &self.metrics {
+            m.set_clock_skew(ms as f64 / 1000.0);
+        }
+        let off = ms.abs() > SKEW_ALERT_MS;
+        if off && !self.skew_alerted {
+            self.event(now, "clock_skew", None, None, &format!(
+                "the local clock is {}s {} the Live Station gateway's; requests are signed with the corrected time, but check NTP",
+                ms.abs() / 1000,
+                if ms > 0 { "behind" } else { "ahead of" }
+            ))
+            .await?;
+        }
+        self.skew_alerted = off;
+        Ok(())
+    }
+
+    /// Once a day: prune finished actions and events older than `daemon.keep_history`.
+    async fn housekeeping(&mut self, now: i64) -> Result<(), EngineError> {
+        if self.last_prune.is_some_and(|t| now - t < PRUNE_EVERY_MS) {
+            return Ok(());
+        }
+        self.last_prune = Some(now);
+        let keep = self.config.daemon.keep_history.as_millis() as i64;
+        let pruned = self.store.prune(now - keep).await?;
+        if pruned.actions + pruned.events > 0 {
+            tracing::info!(
+                actions = pruned.actions,
+                events = pruned.events,
+                "pruned old history"
+            );
+        }
+        Ok(())
     }
 
     /// Repeats [`Engine::tick`] until `shutdown` resolves. Wakes on `wakes` (schedule fires,
@@ -221,12 +277,21 @@ impl Engine {
         let mut timers = timer::FireTimers::start(fire_tx).await;
         loop {
             let now = now_ms();
-            match self.tick(now).await {
+            // Shutdown does not wait for a slow call: a tick cut short leaves at most an action
+            // in PENDING, which the next start reconciles; cloud recordings keep running.
+            let ticked = tokio::select! {
+                r = self.tick(now) => r,
+                _ = &mut shutdown => break,
+            };
+            match ticked {
                 Ok(report) => on_tick(&report, now),
                 Err(e) => {
                     tracing::error!(error = %e, "tick failed; retrying at the next poll");
                     on_tick(&TickReport::default(), now);
                 }
+            }
+            if let Err(e) = self.housekeeping(now).await {
+                tracing::warn!(error = %e, "pruning old actions and events failed");
             }
             if let Some(t) = timers.as_mut() {
                 t.arm(&self.config, now).await;
@@ -237,9 +302,21 @@ impl Engine {
                 _ = tokio::time::sleep(sleep_for) => {}
                 Some(fire) = fires.recv() => tracing::debug!(?fire, "schedule fire time"),
                 Some(wake) = wakes.recv() => {
-                    tracing::debug!(?wake, "woken");
-                    if let Wake::Channel(id) = wake {
-                        self.memory.entry(id).or_default().follow_now = true;
+                    // Coalesce a burst (callbacks) into one tick, at most one per MIN_TICK_GAP.
+                    let mut wake = Some(wake);
+                    while let Some(w) = wake {
+                        tracing::debug!(?w, "woken");
+                        if let Wake::Channel(id) = w {
+                            self.memory.entry(id).or_default().follow_now = true;
+                        }
+                        wake = wakes.try_recv().ok();
+                    }
+                    let since = Duration::from_millis((now_ms() - now).max(0) as u64);
+                    if since < MIN_TICK_GAP {
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            _ = tokio::time::sleep(MIN_TICK_GAP - since) => {}
+                        }
                     }
                 }
                 Some(config) = reloads.recv() => {
@@ -261,6 +338,9 @@ impl Engine {
     fn next_wake_in(&self, now: i64) -> Duration {
         let poll = self.config.daemon.poll_interval;
         let mut next = now + poll.as_millis() as i64;
+        if let Some(deadline) = self.next_deadline.filter(|d| *d > now) {
+            next = next.min(deadline);
+        }
         for m in self.memory.values() {
             if let Some(r) = &m.retry {
                 next = next.min(r.next_try_at);
@@ -430,6 +510,13 @@ impl Engine {
                 });
         }
         let mut states = Vec::with_capacity(self.config.channels.len());
+        let mut next_deadline: Option<i64> = None;
+        let mut consider = |t: i64| {
+            if t > now {
+                next_deadline = Some(next_deadline.map_or(t, |d: i64| d.min(t)));
+            }
+        };
+
         for cc in &self.config.channels {
             if self.focus.as_ref().is_some_and(|f| f != &cc.id) {
                 continue;
@@ -447,6 +534,14 @@ impl Engine {
                     end: None,
                 });
             }
+            for c in &channel_claims {
+                if let Some(end) = c.end {
+                    consider(end);
+                }
+            }
+            if let (Some(o), Some(max)) = (owned.get(&cc.id), cc.max_duration) {
+                consider(o.started_at + max.as_millis() as i64);
+            }
             states.push(ChannelState {
                 channel_id: cc.id.clone(),
                 observed: observed.map(|o| Observed {
@@ -462,6 +557,7 @@ impl Engine {
                 start_blocked: mem.start_blocked_on.is_some(),
             });
         }
+        self.next_deadline = next_deadline;
         Ok(states)
     }
 

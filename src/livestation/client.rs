@@ -234,7 +234,12 @@ struct Inner {
     limiter: RateLimiter,
     skew: ClockSkew,
     stats: Mutex<ApiStats>,
+    observer: std::sync::OnceLock<CallObserver>,
 }
+
+/// Told of every finished call: operation name (`start_record`, …), outcome (`ok` or the
+/// error class) and how long it took, retries included. Used for metrics.
+pub type CallObserver = std::sync::Arc<dyn Fn(&'static str, &'static str, Duration) + Send + Sync>;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -330,6 +335,7 @@ impl Client {
                 limiter,
                 skew: ClockSkew::default(),
                 stats: Mutex::new(ApiStats::default()),
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -458,6 +464,11 @@ impl Client {
     /// `None` until a response carried one.
     pub fn clock_skew(&self) -> Option<TimeDelta> {
         self.inner.skew.estimate()
+    }
+
+    /// Installs the call observer (once; later calls are ignored). Shared by every clone.
+    pub fn observe_calls(&self, observer: CallObserver) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// A snapshot of the counters.
@@ -645,6 +656,9 @@ impl Client {
             .entry((call.operation, outcome))
             .or_default() += 1;
         let operation = call.operation.as_str();
+        if let Some(observer) = self.inner.observer.get() {
+            observer(operation, outcome, observed.elapsed);
+        }
         let channel_id = call.channel_id;
         let http_status = observed.http_status;
         let trace_id = observed.trace_id.as_deref();

@@ -161,12 +161,15 @@ fn locate_database(config: &Path, env: Option<PathBuf>) -> Result<Located, Comma
         .get("daemon")
         .and_then(|d| d.get("database"))
         .map(|v| {
-            v.as_str().map(PathBuf::from).ok_or_else(|| {
-                CommandError::config(format!(
-                    "{}: daemon.database must be a string (a file path)",
-                    config.display()
-                ))
-            })
+            // Relative to the configuration file, as the daemon reads it.
+            v.as_str()
+                .map(|p| config.parent().unwrap_or(Path::new(".")).join(p))
+                .ok_or_else(|| {
+                    CommandError::config(format!(
+                        "{}: daemon.database must be a string (a file path)",
+                        config.display()
+                    ))
+                })
         })
         .transpose()?;
     Ok(match configured {
@@ -520,6 +523,14 @@ mod tests {
         );
         let l = locate_database(&cfg, None).unwrap();
         assert_eq!(l.path, PathBuf::from("/srv/a.db"));
+    }
+
+    #[test]
+    fn a_relative_database_path_is_relative_to_the_configuration_file_like_the_daemons() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "[daemon]\ndatabase = \"state/x.db\"\n");
+        let l = locate_database(&cfg, None).unwrap();
+        assert_eq!(l.path, dir.path().join("state/x.db"));
     }
 
     #[test]

@@ -114,6 +114,12 @@ pub(crate) async fn due_retries(engine: &mut Engine, now: i64) -> Result<(), Eng
         if let Some(m) = engine.memory.get_mut(&job.channel_id) {
             m.retry = None;
         }
+        // An unclear outcome is always reconciled; a plain retry only if its reason remains
+        // (the claim may have ended, or the channel stopped on its own, while it waited).
+        if !job.reconcile_first && !still_wanted(engine, &job, now).await? {
+            tracing::info!(channel_id = %job.channel_id, op = ?job.op, "retry dropped: no longer wanted");
+            continue;
+        }
         attempt(engine, job, now).await?;
     }
     Ok(())

@@ -1,0 +1,423 @@
+//! `lsrecd run` as systemd runs it: the real binary against an in-process emulator, talking to a
+//! fake notify socket, stopped and reloaded with signals, its database read with
+//! `sqlite3 -readonly`.
+
+#[path = "common/binary.rs"]
+mod binary;
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use binary::{
+    NotifySocket, SECRET_KEY, Site, channel_table, closed_endpoint, config_text, emulator,
+    is_recording, wait_for,
+};
+use lsrecd::emulator::{ChannelSpec, Fault, FaultRule, Operation};
+
+const STUDIO_A: &str = "ls-20260101000000-TestA";
+const STUDIO_B: &str = "ls-20260101000000-TestB";
+
+/// Long enough for a debug build to start, migrate and poll on a busy machine.
+const START_LIMIT: Duration = Duration::from_secs(15);
+/// A few poll intervals (1 s in the test configuration).
+const POLLS: Duration = Duration::from_secs(10);
+/// How long a stop may take (the unit's `TimeoutStopSec` is 15 s).
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Environment systemd gives a `Type=notify` service with `WatchdogSec=2s`. `WATCHDOG_PID`
+/// cannot name a child before it exists, so it is left out (the watchdog then applies to the
+/// process itself).
+fn systemd_env(notify: &NotifySocket) -> Vec<(&'static str, OsString)> {
+    vec![
+        ("NOTIFY_SOCKET", notify.path()),
+        ("WATCHDOG_USEC", OsString::from("2000000")),
+    ]
+}
+
+/// Whether `status` reads "N channels, M recording, last poll HH:MM:SS UTC".
+fn is_poll_status(status: &str) -> bool {
+    let words: Vec<&str> = status.split(' ').collect();
+    let number = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_digit());
+    let clock = |w: &str| {
+        let parts: Vec<&str> = w.split(':').collect();
+        parts.len() == 3 && parts.iter().all(|p| p.len() == 2 && number(p))
+    };
+    matches!(
+        words.as_slice(),
+        [n, "channels,", m, "recording,", "last", "poll", at, "UTC"]
+            if number(n) && number(m) && clock(at)
+    )
+}
+
+#[test]
+fn the_poll_status_pattern_accepts_the_documented_form_only() {
+    assert!(is_poll_status(
+        "3 channels, 1 recording, last poll 09:00:03 UTC"
+    ));
+    assert!(!is_poll_status(
+        "3 channels, 1 recording, poll failed at 09:00:03 UTC"
+    ));
+    assert!(!is_poll_status("waiting for the Live Station API"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_after_the_first_poll_then_status_and_watchdog_and_stopping_on_sigterm()
+{
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    let control = emu.control();
+    let notify = NotifySocket::bind(move || control.counters().calls_of(Operation::ListChannels));
+    let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
+
+    let ready = wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+    assert!(
+        ready.sample >= 1,
+        "READY=1 arrived before the emulator served any channel list"
+    );
+
+    wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
+    let status = wait_for(POLLS, || {
+        notify
+            .statuses()
+            .into_iter()
+            .find(|s| is_poll_status(s) && s.starts_with("1 channels, 1 recording,"))
+    })
+    .await;
+    assert!(
+        status.is_some(),
+        "no STATUS= with the recording in it; statuses: {:?}",
+        notify.statuses()
+    );
+
+    let watchdogs = wait_for(POLLS, || {
+        let after_ready: Vec<_> = notify
+            .notices()
+            .into_iter()
+            .filter(|n| n.text == "WATCHDOG=1" && n.at >= ready.at)
+            .collect();
+        (after_ready.len() >= 3).then_some(after_ready)
+    })
+    .await
+    .unwrap_or_else(|| panic!("WATCHDOG=1 did not repeat; notices: {:?}", notify.notices()));
+    let longest_gap = watchdogs
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest_gap < Duration::from_secs(2),
+        "WATCHDOG=1 came {longest_gap:?} apart, past WATCHDOG_USEC (2 s)"
+    );
+
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(STOP_LIMIT).await;
+    assert_eq!(
+        exit.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM did not end lsrecd with 0 in time; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(
+        notify.first("STOPPING=1").is_some(),
+        "no STOPPING=1; notices: {:?}",
+        notify.notices()
+    );
+    assert!(
+        is_recording(&emu, STUDIO_A),
+        "stopping lsrecd stopped the cloud recording"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "WATCHDOG=1 is sent once per tick, so a poll_interval longer than half of \
+            WATCHDOG_USEC starves the watchdog and systemd kills the service"]
+async fn the_watchdog_is_fed_within_watchdog_usec_even_when_the_poll_interval_is_longer() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let site = Site::new(&emu.base_url(), "");
+    let slow = config_text(&emu.base_url(), &site.database, "")
+        .replace("poll_interval = \"1s\"", "poll_interval = \"5s\"");
+    site.rewrite(&slow);
+    let notify = NotifySocket::bind(|| 0);
+    let daemon = site.spawn(&["run"], &systemd_env(&notify));
+    let ready = wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+
+    // WATCHDOG_USEC is 2 s: two keep-alives are due within 4 s of readiness.
+    let fed = wait_for(Duration::from_secs(4), || {
+        let after_ready = notify
+            .notices()
+            .into_iter()
+            .filter(|n| n.text == "WATCHDOG=1" && n.at > ready.at)
+            .count();
+        (after_ready >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        fed.is_some(),
+        "fewer than two WATCHDOG=1 in the 4 s after READY=1: {:?}",
+        notify.notices()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_not_sent_while_the_api_is_unreachable_and_sigterm_still_ends_the_process() {
+    let site = Site::new(
+        &closed_endpoint(),
+        &channel_table(STUDIO_A, "studio-a", true),
+    );
+    let notify = NotifySocket::bind(|| 0);
+    let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
+
+    let waiting = "STATUS=waiting for the Live Station API";
+    wait_for(START_LIMIT, || (notify.count(waiting) >= 2).then_some(()))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "lsrecd did not retry the unreachable API twice; notices: {:?}\nstderr:\n{}",
+                notify.notices(),
+                daemon.stderr()
+            )
+        });
+    assert!(
+        notify.first("READY=1").is_none(),
+        "READY=1 was sent without a single successful poll"
+    );
+
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(STOP_LIMIT).await;
+    assert_eq!(
+        exit.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM before readiness did not end lsrecd with 0; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(notify.first("READY=1").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_file_is_invalid() {
+    let emu = emulator(vec![
+        ChannelSpec::new(STUDIO_A),
+        ChannelSpec::new(STUDIO_B).live(),
+    ])
+    .await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", false));
+    let notify = NotifySocket::bind(|| 0);
+    let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
+    wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+    assert!(
+        !is_recording(&emu, STUDIO_B),
+        "studio-b was recorded before it was configured"
+    );
+
+    let both = [
+        channel_table(STUDIO_A, "studio-a", false),
+        channel_table(STUDIO_B, "studio-b", true),
+    ]
+    .concat();
+    site.rewrite(&config_text(&emu.base_url(), &site.database, &both));
+    daemon.signal("HUP");
+    wait_for(POLLS, || is_recording(&emu, STUDIO_B).then_some(()))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the reloaded claim did not start studio-b; stderr:\n{}",
+                daemon.stderr()
+            )
+        });
+    assert!(daemon.stderr().contains("configuration reloaded"));
+
+    let broken = config_text(&emu.base_url(), &site.database, &both)
+        .replace("poll_interval = \"1s\"", "poll_interval = \"soon\"");
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.starts_with("poll_interval"))
+        .expect("the configuration sets poll_interval");
+    site.rewrite(&broken);
+    daemon.signal("HUP");
+    assert!(
+        daemon
+            .wait_stderr("configuration reload failed", POLLS)
+            .await,
+        "the failed reload was not logged; stderr:\n{}",
+        daemon.stderr()
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains(&format!("{}:{line}:", site.config.display())),
+        "the reload error does not name the file and line; stderr:\n{stderr}"
+    );
+    assert!(
+        daemon.exited().is_none(),
+        "an invalid reload ended the daemon"
+    );
+
+    // The configuration in force still records studio-b whenever it is live.
+    let control = emu.control();
+    control.go_offline(STUDIO_B).expect("studio-b exists");
+    control.go_live(STUDIO_B).expect("studio-b exists");
+    wait_for(POLLS, || {
+        (control.counters().start_record_calls_on(STUDIO_B) == 2 && is_recording(&emu, STUDIO_B))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "after the failed reload studio-b was not recorded again; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
+    assert!(daemon.exited().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_database_exits_non_zero_naming_the_lock() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    let notify = NotifySocket::bind(|| 0);
+    let mut first = site.spawn(&["run"], &systemd_env(&notify));
+    wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", first.stderr()));
+
+    let second = site.run(&["run"], START_LIMIT).await;
+
+    assert_ne!(second.status.code(), Some(0), "the second daemon ran");
+    assert!(
+        second.stderr.contains("another lsrecd engine is running")
+            && second.stderr.contains(".lock"),
+        "the refusal does not explain the lock; stderr:\n{}",
+        second.stderr
+    );
+    assert!(first.exited().is_none(), "the first daemon ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_configuration_exits_78_naming_file_line_and_column() {
+    let site = Site::new(&closed_endpoint(), "");
+    let text = config_text(&closed_endpoint(), &site.database, "")
+        .replace("region = \"KR\"", "region = \"JP\"");
+    site.rewrite(&text);
+
+    let out = site.run(&["run"], START_LIMIT).await;
+
+    assert_eq!(out.status.code(), Some(78), "stderr:\n{}", out.stderr);
+    let position = format!("{}:3:10: api.region", site.config.display());
+    assert!(
+        out.stderr.contains(&position),
+        "expected {position:?} in stderr:\n{}",
+        out.stderr
+    );
+    assert!(
+        !site.database.exists(),
+        "the database was created from an invalid configuration"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_channel_is_recorded_once_with_records_an_action_and_an_event_in_the_database() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    let daemon = site.spawn(&["run"], &[]);
+
+    let records = wait_for(POLLS, || {
+        site.rows(&format!(
+            "SELECT record_id, status, should_delete_time FROM records WHERE channel_id = '{STUDIO_A}'"
+        ))
+        .filter(|rows| !rows.is_empty())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no records row; stderr:\n{}", daemon.stderr()));
+    assert_eq!(records.len(), 1, "one MP4 record expected: {records:?}");
+    let (record_id, status, should_delete) = (&records[0][0], &records[0][1], &records[0][2]);
+    assert_eq!(status, "RECORDING");
+    assert!(
+        should_delete.parse::<i64>().is_ok(),
+        "should_delete_time is {should_delete}"
+    );
+
+    let actions = site.query(&format!(
+        "SELECT operation, trigger, attempt, state, record_ids FROM actions WHERE channel_id = '{STUDIO_A}'"
+    ));
+    assert_eq!(
+        actions,
+        vec![vec![
+            "startRecord".to_string(),
+            "live".to_string(),
+            "1".to_string(),
+            "SUCCEEDED".to_string(),
+            format!("[{record_id}]"),
+        ]]
+    );
+    let events = site.query(&format!(
+        "SELECT record_id FROM events WHERE kind = 'started' AND channel_id = '{STUDIO_A}'"
+    ));
+    assert_eq!(events, vec![vec![record_id.clone()]]);
+
+    // A few more polls of a channel already recording: no second start.
+    let polled_at = |site: &Site| -> i64 {
+        site.rows("SELECT value FROM daemon_state WHERE key = 'last_poll_at'")
+            .and_then(|rows| rows.into_iter().next())
+            .and_then(|row| row.into_iter().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let first_poll = polled_at(&site);
+    wait_for(POLLS, || {
+        (polled_at(&site) >= first_poll + 2_000).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the daemon stopped polling; stderr:\n{}", daemon.stderr()));
+    let counters = emu.control().counters();
+    assert_eq!(counters.start_record_calls_on(STUDIO_A), 1);
+    assert_eq!(counters.start_while_recording, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_debug_logs_nor_the_database_contain_the_secret_key() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    // A failed first start puts an API error through the logs and the actions table.
+    emu.control().add_fault(
+        FaultRule::new(Operation::StartRecord, Fault::Status5xx { status: 503 }).times(1),
+    );
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    let mut daemon = site.spawn(&["-vv", "run"], &[]);
+    wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(STOP_LIMIT).await;
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("startRecord") || stderr.contains("503"),
+        "the failed start left no trace in the debug log, so this test checks too little:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(SECRET_KEY),
+        "the secret key is in the logs"
+    );
+    assert!(!daemon.stdout().contains(SECRET_KEY));
+    for entry in std::fs::read_dir(site.dir.path()).expect("the site directory") {
+        let path = entry.expect("a directory entry").path();
+        if path == site.config {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("a readable file");
+        assert!(
+            !bytes
+                .windows(SECRET_KEY.len())
+                .any(|w| w == SECRET_KEY.as_bytes()),
+            "the secret key is in {}",
+            path.display()
+        );
+    }
+}

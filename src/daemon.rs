@@ -94,9 +94,14 @@ pub async fn run(
         })?;
     let client = client_for(&config)?;
     let metrics = Metrics::new();
+    let notifier = Arc::new(notifier);
+    let keepalive = Keepalive::new(notifier.clone());
     let call_metrics = metrics.clone();
+    let call_keepalive = keepalive.clone();
     client.observe_calls(Arc::new(move |operation, outcome, elapsed| {
-        call_metrics.api_request(operation, outcome, elapsed)
+        call_metrics.api_request(operation, outcome, elapsed);
+        // Each answered call is progress: a long tick (many pages, retries) is not a stuck one.
+        call_keepalive.beat();
     }));
     let readiness = Readiness::for_poll_interval(config.daemon.poll_interval, 3);
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
@@ -122,6 +127,7 @@ pub async fn run(
         let started = tokio::select! {
             r = engine.reconcile(now_ms()) => r?,
             _ = &mut shutdown => {
+                notifier.stopping();
                 let _ = stop_http_tx.send(true);
                 while servers.join_next().await.is_some() {}
                 store.close().await;
@@ -132,10 +138,11 @@ pub async fn run(
             break;
         }
         notifier.status("waiting for the Live Station API");
-        notifier.watchdog();
+        keepalive.beat();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut shutdown => {
+                notifier.stopping();
                 let _ = stop_http_tx.send(true);
                 while servers.join_next().await.is_some() {}
                 store.close().await;
@@ -163,16 +170,21 @@ pub async fn run(
         ))
     });
 
-    let status_notifier = Arc::new(notifier);
-    let notifier = status_notifier.clone();
-    let on_tick = move |report: &TickReport, now: i64| {
-        status_notifier.watchdog();
-        if report.observed {
-            readiness.observed();
+    let status_notifier = notifier.clone();
+    let beat_keepalive = keepalive.clone();
+    let on_beat = move |report: Option<&TickReport>, now: i64| {
+        beat_keepalive.beat();
+        if let Some(report) = report {
+            if report.observed {
+                readiness.observed();
+            }
+            status_notifier.status(&status_line(report, now));
         }
-        status_notifier.status(&status_line(report, now));
     };
-    let result = engine.run(wake_rx, reload_rx, on_tick, shutdown).await;
+    let every = notifier.watchdog_interval();
+    let result = engine
+        .run(wake_rx, reload_rx, on_beat, every, shutdown)
+        .await;
     notifier.stopping();
     if let Some(r) = reloader {
         r.abort();
@@ -181,6 +193,36 @@ pub async fn run(
     while servers.join_next().await.is_some() {}
     store.close().await;
     result.map_err(DaemonError::from)
+}
+
+/// `WATCHDOG=1`, at most every 250 ms, from the main loop and from answered API calls.
+#[derive(Clone)]
+struct Keepalive {
+    notifier: Arc<Notifier>,
+    last: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Keepalive {
+    fn new(notifier: Arc<Notifier>) -> Keepalive {
+        Keepalive {
+            notifier,
+            last: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        }
+    }
+
+    fn beat(&self) {
+        use std::sync::atomic::Ordering;
+        let now = now_ms();
+        let last = self.last.load(Ordering::Relaxed);
+        if now - last >= 250
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.notifier.watchdog();
+        }
+    }
 }
 
 fn status_line(report: &TickReport, now: i64) -> String {

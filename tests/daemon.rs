@@ -133,8 +133,6 @@ async fn systemd_hears_ready_after_the_first_poll_then_status_and_watchdog_and_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "WATCHDOG=1 is sent once per tick, so a poll_interval longer than half of \
-            WATCHDOG_USEC starves the watchdog and systemd kills the service"]
 async fn the_watchdog_is_fed_within_watchdog_usec_even_when_the_poll_interval_is_longer() {
     let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
     let site = Site::new(&emu.base_url(), "");

@@ -60,14 +60,11 @@ impl Job {
         }
     }
 
-    pub fn stop(channel_id: &str, reason: StopReason, now: i64) -> Job {
+    pub fn stop(channel_id: &str, trigger: String, reason: StopReason, now: i64) -> Job {
         Job {
             channel_id: channel_id.to_string(),
             op: Op::Stop(reason),
-            trigger: match reason {
-                StopReason::MaxDuration => "max_duration".to_string(),
-                StopReason::ClaimsEnded => "claims_ended".to_string(),
-            },
+            trigger,
             occurrence_id: None,
             deadline: None,
             attempt: 1,

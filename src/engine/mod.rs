@@ -263,46 +263,63 @@ impl Engine {
     }
 
     /// Repeats [`Engine::tick`] until `shutdown` resolves. Wakes on `wakes` (schedule fires,
-    /// callback hints, manual commands) and when a retry falls due. `on_tick` runs after every
-    /// tick (systemd watchdog and `STATUS=`).
+    /// callback hints, manual commands), when a retry or a window end falls due, and at least
+    /// every `keepalive` (the systemd watchdog wants to hear from this loop: `on_beat` runs
+    /// after every tick with its report, and on every idle wake-up with `None`).
     pub async fn run(
         mut self,
         mut wakes: mpsc::Receiver<Wake>,
         mut reloads: mpsc::Receiver<Arc<Config>>,
-        mut on_tick: impl FnMut(&TickReport, i64) + Send,
+        mut on_beat: impl FnMut(Option<&TickReport>, i64) + Send,
+        keepalive: Option<Duration>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), EngineError> {
         tokio::pin!(shutdown);
         let (fire_tx, mut fires) = mpsc::channel(64);
         let mut timers = timer::FireTimers::start(fire_tx).await;
+        let mut next_tick = now_ms();
+        let mut last_tick = i64::MIN / 2;
         loop {
             let now = now_ms();
-            // Shutdown does not wait for a slow call: a tick cut short leaves at most an action
-            // in PENDING, which the next start reconciles; cloud recordings keep running.
-            let ticked = tokio::select! {
-                r = self.tick(now) => r,
-                _ = &mut shutdown => break,
-            };
-            match ticked {
-                Ok(report) => on_tick(&report, now),
-                Err(e) => {
-                    tracing::error!(error = %e, "tick failed; retrying at the next poll");
-                    on_tick(&TickReport::default(), now);
+            if now >= next_tick {
+                last_tick = now;
+                // Shutdown does not wait for a slow call: a tick cut short leaves at most an
+                // action in PENDING, which the next start reconciles; recordings keep running.
+                let ticked = tokio::select! {
+                    r = self.tick(now) => r,
+                    _ = &mut shutdown => break,
+                };
+                match ticked {
+                    Ok(report) => on_beat(Some(&report), now),
+                    Err(e) => {
+                        tracing::error!(error = %e, "tick failed; retrying at the next poll");
+                        on_beat(Some(&TickReport::default()), now);
+                    }
                 }
+                if let Err(e) = self.housekeeping(now).await {
+                    tracing::warn!(error = %e, "pruning old actions and events failed");
+                }
+                if let Some(t) = timers.as_mut() {
+                    t.arm(&self.config, now).await;
+                }
+                let after = now_ms();
+                next_tick = after + self.next_wake_in(after).as_millis() as i64;
+            } else {
+                on_beat(None, now);
             }
-            if let Err(e) = self.housekeeping(now).await {
-                tracing::warn!(error = %e, "pruning old actions and events failed");
+            let mut sleep_for = Duration::from_millis((next_tick - now_ms()).max(0) as u64);
+            if let Some(k) = keepalive {
+                sleep_for = sleep_for.min(k);
             }
-            if let Some(t) = timers.as_mut() {
-                t.arm(&self.config, now).await;
-            }
-            let sleep_for = self.next_wake_in(now_ms());
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(sleep_for) => {}
-                Some(fire) = fires.recv() => tracing::debug!(?fire, "schedule fire time"),
+                Some(fire) = fires.recv() => {
+                    tracing::debug!(?fire, "schedule fire time");
+                    next_tick = now_ms();
+                }
                 Some(wake) = wakes.recv() => {
-                    // Coalesce a burst (callbacks) into one tick, at most one per MIN_TICK_GAP.
+                    // A burst (callbacks) becomes one tick, at most one per MIN_TICK_GAP.
                     let mut wake = Some(wake);
                     while let Some(w) = wake {
                         tracing::debug!(?w, "woken");
@@ -311,19 +328,14 @@ impl Engine {
                         }
                         wake = wakes.try_recv().ok();
                     }
-                    let since = Duration::from_millis((now_ms() - now).max(0) as u64);
-                    if since < MIN_TICK_GAP {
-                        tokio::select! {
-                            _ = &mut shutdown => break,
-                            _ = tokio::time::sleep(MIN_TICK_GAP - since) => {}
-                        }
-                    }
+                    next_tick = next_tick.min(now_ms().max(last_tick + MIN_TICK_GAP.as_millis() as i64));
                 }
                 Some(config) = reloads.recv() => {
                     self.reload(config);
                     if let Some(t) = timers.as_mut() {
                         t.clear().await;
                     }
+                    next_tick = now_ms();
                 }
             }
         }
@@ -450,7 +462,13 @@ impl Engine {
                     }
                 }
                 Decision::Stop { reason } => {
-                    let job = act::Job::stop(&state.channel_id, reason, now);
+                    // Journaled under the trigger that started the recording it ends.
+                    let trigger = state
+                        .owned
+                        .as_ref()
+                        .map(|o| o.trigger.clone())
+                        .unwrap_or_else(|| "reconcile".to_string());
+                    let job = act::Job::stop(&state.channel_id, trigger, reason, now);
                     if act::attempt(self, job, now).await? {
                         stops += 1;
                     }

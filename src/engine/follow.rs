@@ -95,25 +95,37 @@ async fn report_change(
                 )
                 .await
         }
-        RecordStatus::ProcessingFail | RecordStatus::TransferFail => {
+        RecordStatus::ProcessingFail => {
             engine
                 .event(
                     now,
-                    "record_failed",
+                    "failed",
                     Some(channel_id),
                     Some(record_id),
-                    &format!("record {record_id} reached {new}"),
+                    &format!("record {record_id}: Live Station could not process the recording (PROCESSING_FAIL)"),
+                )
+                .await
+        }
+        RecordStatus::TransferFail => {
+            engine
+                .event(
+                    now,
+                    "upload_failed",
+                    Some(channel_id),
+                    Some(record_id),
+                    &format!("record {record_id}: the transfer to object storage failed (TRANSFER_FAIL); it can be uploaded again before it is deleted"),
                 )
                 .await
         }
         RecordStatus::Deleted if old.is_some() => {
+            // Reached only without TRANSFER_FINISH: the temporary file is gone, never uploaded.
             engine
                 .event(
                     now,
-                    "deleted",
+                    "failed",
                     Some(channel_id),
                     Some(record_id),
-                    &format!("record {record_id} was deleted by Live Station"),
+                    &format!("record {record_id} was deleted by Live Station's retention before it was uploaded"),
                 )
                 .await
         }
@@ -214,7 +226,15 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                         now,
                     )
                     .await?;
-                tracing::warn!(channel_id = %channel_id, error = %e, "upload request failed; will try again at the next record poll");
+                engine
+                    .event(
+                        now,
+                        "upload_failed",
+                        Some(&channel_id),
+                        ids.first().copied(),
+                        &format!("upload of records {ids:?} to bucket {bucket} failed: {e}; trying again at the next record poll"),
+                    )
+                    .await?;
             }
         }
     }

@@ -276,6 +276,11 @@ async fn a_schedule_window_starts_and_stops_the_recording_and_completes_the_occu
     );
     engine.tick(fire + 31 * MIN).await.unwrap();
     assert_eq!(h.starts(), 1, "no restart after the window");
+    assert_eq!(
+        h.one("SELECT count(*) FROM occurrences").await,
+        "2",
+        "ticks write one occurrence ahead, not one per tick"
+    );
     // The next day's occurrence is already written, as PENDING.
     assert_eq!(
         h.one(&format!(

@@ -21,6 +21,9 @@ pub(crate) async fn materialize(engine: &mut Engine, now: i64) -> Result<(), Eng
     let config = engine.config.clone();
     for s in &config.schedules {
         let latest = engine.store.latest_fire_time(&s.name).await?;
+        if latest.is_some_and(|t| t > now) {
+            continue; // the next occurrence is already written
+        }
         let catch_up = s.catch_up.as_millis() as i64;
         let from = match latest {
             Some(t) => t.max(now - CATCH_UP_HORIZON_MS),

@@ -303,7 +303,7 @@ impl Engine {
                     t.arm(&self.config, now).await;
                 }
                 let after = now_ms();
-                next_tick = after + self.next_wake_in(after).as_millis() as i64;
+                next_tick = after + self.next_wake_in(now, after).as_millis() as i64;
             } else {
                 on_beat(None, now);
             }
@@ -345,19 +345,16 @@ impl Engine {
         Ok(())
     }
 
-    /// How long until the next tick: the poll interval, or sooner for a due retry or an
-    /// occurrence window that ends.
-    fn next_wake_in(&self, now: i64) -> Duration {
-        let poll = self.config.daemon.poll_interval;
-        let mut next = now + poll.as_millis() as i64;
-        if let Some(deadline) = self.next_deadline.filter(|d| *d > now) {
-            next = next.min(deadline);
-        }
-        for m in self.memory.values() {
-            if let Some(r) = &m.retry {
-                next = next.min(r.next_try_at);
-            }
-        }
+    /// How long until the next tick: one poll interval after the start of the tick that began
+    /// at `tick_started` (so the time a tick takes does not stretch the cycle), or sooner for a
+    /// due retry, a window end or a `max_duration` cap.
+    fn next_wake_in(&self, tick_started: i64, now: i64) -> Duration {
+        let due = self
+            .memory
+            .values()
+            .filter_map(|m| m.retry.as_ref().map(|r| r.next_try_at))
+            .chain(self.next_deadline.filter(|d| *d > now));
+        let next = next_tick_at(tick_started, self.config.daemon.poll_interval, due);
         Duration::from_millis((next - now).clamp(0, i64::MAX) as u64)
     }
 
@@ -634,5 +631,33 @@ fn policy_of(config: &Config) -> RetryPolicy {
         max_attempts: config.retry.max_attempts,
         initial_backoff: config.retry.initial_backoff,
         max_backoff: config.retry.max_backoff,
+    }
+}
+
+/// When the tick after the one that started at `tick_started` is due: one poll interval after
+/// that start, or the earliest retry if sooner. Counting from the start keeps the cycle at
+/// `poll` however long a tick takes (reading 10,000 channels takes a while).
+fn next_tick_at(tick_started: i64, poll: Duration, retries: impl Iterator<Item = i64>) -> i64 {
+    let next = tick_started.saturating_add(i64::try_from(poll.as_millis()).unwrap_or(i64::MAX));
+    retries.fold(next, i64::min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_poll_is_one_interval_after_the_start_of_the_last_tick_however_long_it_took() {
+        let poll = Duration::from_secs(2);
+        assert_eq!(next_tick_at(10_000, poll, std::iter::empty()), 12_000);
+    }
+
+    #[test]
+    fn a_retry_due_before_the_next_poll_brings_the_next_tick_forward() {
+        let poll = Duration::from_secs(2);
+        assert_eq!(
+            next_tick_at(10_000, poll, [13_000, 10_500].into_iter()),
+            10_500
+        );
     }
 }

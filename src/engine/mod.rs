@@ -170,7 +170,8 @@ impl Engine {
     }
 
     /// Restart = reconcile (PRODUCT.md §2): read all channels and the records of every recording
-    /// channel, settle every action left unfinished by a previous run, and only then act.
+    /// or configured channel, settle every action left unfinished by a previous run, and only
+    /// then act.
     pub async fn reconcile(&mut self, now: i64) -> Result<bool, EngineError> {
         let observed = self.observe(now).await?;
         if !observed {
@@ -183,7 +184,17 @@ impl Engine {
             .filter(|c| c.is_recording)
             .map(|c| c.channel_id.clone())
             .collect();
-        for id in recording {
+        // Every configured channel too: a recording that began and ended while lsrecd was down
+        // leaves the channel looking as before, and its records would otherwise never be read.
+        let configured = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.id.clone())
+            .filter(|id| self.observed.contains_key(id))
+            .filter(|id| self.focus.as_ref().is_none_or(|f| f == id));
+        let to_follow: Vec<String> = recording.into_iter().chain(configured).collect();
+        for id in to_follow {
             self.memory.entry(id).or_default().follow_now = true;
         }
         for id in self.store.channels_with_unfinished_records().await? {

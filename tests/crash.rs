@@ -357,6 +357,13 @@ async fn crash_test(rounds: u32) {
         },
     )
     .await;
+    // A start interrupted by the last kill is settled once it can no longer take effect
+    // (api.timeout + 5 s after it was sent); nothing may stay unsettled after that.
+    wait_for(CATCH_UP, "every interrupted action settled", || {
+        let db = &db;
+        async move { (unsettled_actions(db).await == 0).then_some(()) }
+    })
+    .await;
     let status = daemon.terminate(Duration::from_secs(15));
     assert!(
         status.success(),
@@ -571,6 +578,15 @@ async fn db_records(db: &Path) -> BTreeMap<i64, (String, String)> {
 }
 
 /// Emulator records not (yet) in the database.
+/// Actions still `PENDING` or `AMBIGUOUS`.
+async fn unsettled_actions(db: &Path) -> i64 {
+    let mut conn = connect(db).await;
+    sqlx::query_scalar("SELECT count(*) FROM actions WHERE state IN ('PENDING', 'AMBIGUOUS')")
+        .fetch_one(&mut conn)
+        .await
+        .expect("actions readable")
+}
+
 async fn missing_records(emu: &EmulatorProcess, db: &Path) -> Vec<i64> {
     let have = db_records(db).await;
     emu.records()
@@ -703,7 +719,7 @@ async fn check_invariants(emu: &EmulatorProcess, db: &Path) {
     let mut conn = connect(db).await;
 
     // 4. Nothing is left unsettled by a clean run: every action killed mid-call was settled by
-    //    the next start's reconciliation, and a run stopped by SIGTERM finishes its tick first.
+    //    a later run's reconciliation once it could no longer take effect.
     let unsettled: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT id, operation, state FROM actions WHERE state IN ('PENDING', 'AMBIGUOUS')",
     )

@@ -834,8 +834,8 @@ async fn records_are_followed_to_their_final_status_with_history() {
     }
     assert_eq!(
         h.control.counters().calls_of(Operation::ListRecords),
-        calls,
-        "final records are not polled"
+        calls + 3,
+        "final records are not polled: only the one-channel-per-tick sweep reads records"
     );
 }
 
@@ -1055,19 +1055,20 @@ async fn after_a_crash_between_the_call_and_the_commit_the_recording_is_adopted_
 }
 
 #[tokio::test]
-async fn an_action_interrupted_before_the_call_is_settled_as_not_applied() {
+async fn an_interrupted_start_is_settled_only_once_it_can_no_longer_take_effect() {
     let h = Harness::new(
-        vec![ChannelSpec::new("ls-x")],
-        "[[channel]]\nid = \"ls-x\"\n",
+        vec![live_channel("ls-x")],
+        "[[channel]]\nid = \"ls-x\"\nrecord_when_live = true\n",
     )
     .await;
     let t0 = now_ms();
+    // A previous run committed its intent and died before (or while) sending the call.
     let action = h
         .store
         .begin_action(&lsrecd::store::NewAction {
             channel_id: "ls-x".into(),
             operation: lsrecd::store::Operation::StartRecord,
-            trigger: "manual".into(),
+            trigger: "live".into(),
             attempt: 1,
             occurrence_id: None,
             record_ids: vec![],
@@ -1075,13 +1076,24 @@ async fn an_action_interrupted_before_the_call_is_settled_as_not_applied() {
         })
         .await
         .unwrap();
-    let _engine = h.engine(t0 + 1000).await;
+    let mut engine = h.engine(t0 + 1000).await;
+    engine.tick(t0 + 1000).await.unwrap();
+    engine.tick(t0 + 3000).await.unwrap();
+    let state = format!("SELECT state FROM actions WHERE id = {action}");
     assert_eq!(
-        h.one(&format!("SELECT state FROM actions WHERE id = {action}"))
-            .await,
-        "FAILED"
+        h.one(&state).await,
+        "PENDING",
+        "may still be in flight (api.timeout 2s + 5s)"
     );
-    assert_eq!(h.starts(), 0);
+    assert_eq!(
+        h.starts(),
+        0,
+        "nothing is sent while the old request could still land"
+    );
+    engine.tick(t0 + 7100).await.unwrap();
+    assert_eq!(h.one(&state).await, "FAILED");
+    assert_eq!(h.starts(), 1, "then the claim is served, once");
+    assert_eq!(h.duplicates(), 0);
 }
 
 #[tokio::test]
@@ -1127,4 +1139,31 @@ async fn a_removed_schedule_ends_its_claims_at_reload_but_a_running_show_keeps_i
         "COMPLETED"
     );
     assert_eq!(h.starts(), 1);
+}
+
+#[tokio::test]
+async fn a_recording_that_began_and_ended_between_two_polls_is_still_stored() {
+    let h = Harness::new(
+        vec![
+            ChannelSpec::new("ls-z").immediate_on_air(true),
+            ChannelSpec::new("ls-z2"),
+        ],
+        "[[channel]]\nid = \"ls-z\"\n[[channel]]\nid = \"ls-z2\"\n",
+    )
+    .await;
+    let t0 = now_ms();
+    let mut engine = h.engine(t0).await;
+    engine.tick(t0).await.unwrap();
+    // A short stream the channel list never shows: live and offline between two polls.
+    h.control.go_live("ls-z").unwrap();
+    h.control.go_offline("ls-z").unwrap();
+    for i in 1..=2 {
+        engine.tick(t0 + i * 1000).await.unwrap();
+    }
+    assert_eq!(
+        h.one("SELECT count(*) FROM records WHERE channel_id = 'ls-z'")
+            .await,
+        "1",
+        "found by the sweep within (configured channels × poll_interval)"
+    );
 }

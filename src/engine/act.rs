@@ -416,29 +416,17 @@ async fn reconcile(
     if let Err(e) = engine.store.upsert_records(&records, now).await {
         tracing::error!(error = %e, "could not store records");
     }
-    let applied = match job.op {
-        Op::Start => {
-            // A new RECORDING record since the intent (allowing for clock skew) or the flag.
-            let skew = engine
-                .client
-                .clock_skew()
-                .map(|d| d.num_milliseconds())
-                .unwrap_or(0);
-            let since = job.intent_at + skew - 5_000;
-            ch.is_recording
-                || records.iter().any(|r| {
-                    r.status == RecordStatus::Recording
-                        && r.record_begin_time.is_some_and(|t| t >= since)
-                })
-        }
-        Op::Stop(_) => !ch.is_recording,
-    };
     let current: Vec<Record> = match job.op {
         Op::Start => records
             .into_iter()
             .filter(|r| r.status == RecordStatus::Recording)
             .collect(),
         Op::Stop(_) => records,
+    };
+    let applied = match job.op {
+        // The flag, or a recording begun since the intent.
+        Op::Start => ch.is_recording || started_since(engine, &current, job.intent_at),
+        Op::Stop(_) => !ch.is_recording,
     };
     engine.observed.insert(ch.channel_id.clone(), ch);
     Ok(applied.then_some(current))
@@ -659,6 +647,42 @@ pub(crate) async fn settle_unfinished_actions(
                             record_ids(&current)
                         ))
                         .await?;
+                } else if started_since(engine, &records, action.requested_at) {
+                    // It took effect, and the recording ended while lsrecd was down.
+                    engine
+                        .store
+                        .finish_action(
+                            action.id,
+                            &outcome(
+                                ActionState::Reconciled,
+                                None,
+                                "applied; the recording had already ended at restart",
+                            ),
+                            &records,
+                            now,
+                        )
+                        .await?;
+                } else if now < action.requested_at + in_flight_limit(engine) {
+                    // The previous run's request may still be on its way through Live Station:
+                    // decide nothing on this channel until it can no longer take effect.
+                    engine.store.upsert_records(&records, now).await?;
+                    let job = Job {
+                        channel_id: action.channel_id.clone(),
+                        op: Op::Start,
+                        trigger: action.trigger.clone(),
+                        occurrence_id: action.occurrence_id,
+                        deadline: None,
+                        attempt: action.attempt.max(1) as u32 + 1,
+                        intent_at: action.requested_at,
+                        reconcile_first: true,
+                        last_action_id: Some(action.id),
+                    };
+                    let next_try_at = action.requested_at + in_flight_limit(engine);
+                    engine
+                        .memory
+                        .entry(action.channel_id.clone())
+                        .or_default()
+                        .retry = Some(RetryState { job, next_try_at });
                 } else {
                     engine
                         .store
@@ -721,6 +745,25 @@ pub(crate) async fn settle_unfinished_actions(
         }
     }
     Ok(())
+}
+
+/// How long after it was sent a request can still take effect: the client timeout plus a margin.
+fn in_flight_limit(engine: &Engine) -> i64 {
+    engine.config.api.timeout.as_millis() as i64 + 5_000
+}
+
+/// Whether a record on the channel began at or after `since` (allowing for clock skew): the
+/// trace a start sent at `since` leaves even when its recording has ended since.
+fn started_since(engine: &Engine, records: &[Record], since: i64) -> bool {
+    let skew = engine
+        .client
+        .clock_skew()
+        .map(|d| d.num_milliseconds())
+        .unwrap_or(0);
+    records.iter().any(|r| {
+        r.record_begin_time
+            .is_some_and(|t| t >= since + skew - 5_000)
+    })
 }
 
 /// Keeps an open occurrence's state and replaces its detail (why it is not recording yet).

@@ -33,6 +33,18 @@ pub(crate) async fn follow_records(
         channels.extend(engine.store.channels_with_unfinished_records().await?);
         engine.last_record_poll = Some(now);
     }
+    // One configured channel in turn per tick: a recording that began and ended between two
+    // polls (a short stream on an immediateOnAir channel) changes nothing the channel list
+    // shows, and would otherwise never be stored. Every channel is swept within
+    // (configured channels × poll_interval), well inside Live Station's retention.
+    if !all && engine.focus.is_none() && !engine.config.channels.is_empty() {
+        let n = engine.config.channels.len();
+        let id = &engine.config.channels[engine.sweep_next % n].id;
+        engine.sweep_next = (engine.sweep_next + 1) % n;
+        if engine.observed.contains_key(id) {
+            channels.insert(id.clone());
+        }
+    }
     for channel_id in channels {
         match engine.client.list_records(&channel_id).await {
             Ok(reply) => {

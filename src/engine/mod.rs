@@ -109,6 +109,8 @@ pub struct Engine {
     pub(crate) next_deadline: Option<i64>,
     /// When actions and events were last pruned.
     pub(crate) last_prune: Option<i64>,
+    /// The configured channel whose records the next tick sweeps.
+    pub(crate) sweep_next: usize,
 }
 
 /// Wake-ups closer together than this are merged into one tick.
@@ -137,6 +139,7 @@ impl Engine {
             skew_alerted: false,
             next_deadline: None,
             last_prune: None,
+            sweep_next: 0,
         }
     }
 

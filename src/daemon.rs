@@ -122,34 +122,29 @@ pub async fn run(
         Engine::new(config.clone(), client, store.clone(), now).with_metrics(metrics.clone());
     notifier.status("reading channels and reconciling");
     // The first observation and reconciliation, retried until the API answers.
-    let mut delay = config.retry.initial_backoff;
-    loop {
-        let started = tokio::select! {
-            r = engine.reconcile(now_ms()) => r?,
-            _ = &mut shutdown => {
-                notifier.stopping();
-                let _ = stop_http_tx.send(true);
-                while servers.join_next().await.is_some() {}
-                store.close().await;
-                return Ok(());
+    let startup = async {
+        let mut delay = config.retry.initial_backoff;
+        loop {
+            if engine.reconcile(now_ms()).await? {
+                return Ok::<(), DaemonError>(());
             }
-        };
-        if started {
-            break;
+            notifier.status("waiting for the Live Station API");
+            keepalive.beat();
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(config.retry.max_backoff);
         }
-        notifier.status("waiting for the Live Station API");
-        keepalive.beat();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = &mut shutdown => {
-                notifier.stopping();
-                let _ = stop_http_tx.send(true);
-                while servers.join_next().await.is_some() {}
-                store.close().await;
-                return Ok(());
-            }
-        }
-        delay = (delay * 2).min(config.retry.max_backoff);
+    };
+    let started = tokio::select! {
+        r = startup => Some(r),
+        _ = &mut shutdown => None,
+    };
+    let Some(started) = started else {
+        wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
+        return Ok(());
+    };
+    if let Err(e) = started {
+        wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
+        return Err(e);
     }
     readiness.observed();
     notifier.ready();
@@ -185,14 +180,25 @@ pub async fn run(
     let result = engine
         .run(wake_rx, reload_rx, on_beat, every, shutdown)
         .await;
-    notifier.stopping();
     if let Some(r) = reloader {
         r.abort();
     }
-    let _ = stop_http_tx.send(true);
+    wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
+    result.map_err(DaemonError::from)
+}
+
+/// `STOPPING=1`, the HTTP endpoints closed, the database closed. Cloud recordings are left
+/// running: stopping lsrecd stops no recording.
+async fn wind_down(
+    notifier: &Notifier,
+    stop_http: &tokio::sync::watch::Sender<bool>,
+    servers: &mut tokio::task::JoinSet<()>,
+    store: &Store,
+) {
+    notifier.stopping();
+    let _ = stop_http.send(true);
     while servers.join_next().await.is_some() {}
     store.close().await;
-    result.map_err(DaemonError::from)
 }
 
 /// `WATCHDOG=1`, at most every 250 ms, from the main loop and from answered API calls.

@@ -147,6 +147,22 @@ max_backoff = "8s"
         out
     }
 
+    /// A startRecord intent committed as a previous run would have, before its call.
+    async fn journal_start(&self, channel_id: &str, trigger: &str, now: i64) -> i64 {
+        self.store
+            .begin_action(&lsrecd::store::NewAction {
+                channel_id: channel_id.into(),
+                operation: lsrecd::store::Operation::StartRecord,
+                trigger: trigger.into(),
+                attempt: 1,
+                occurrence_id: None,
+                record_ids: vec![],
+                now,
+            })
+            .await
+            .unwrap()
+    }
+
     async fn one(&self, sql: &str) -> String {
         let rows = self.rows(sql).await;
         assert_eq!(rows.len(), 1, "{sql} returned {rows:?}");
@@ -1007,19 +1023,7 @@ async fn after_a_crash_between_the_call_and_the_commit_the_recording_is_adopted_
     .await;
     let t0 = now_ms();
     // A previous run committed its intent and the call reached Live Station, then the process died.
-    let action = h
-        .store
-        .begin_action(&lsrecd::store::NewAction {
-            channel_id: "ls-w".into(),
-            operation: lsrecd::store::Operation::StartRecord,
-            trigger: "live".into(),
-            attempt: 1,
-            occurrence_id: None,
-            record_ids: vec![],
-            now: t0,
-        })
-        .await
-        .unwrap();
+    let action = h.journal_start("ls-w", "live", t0).await;
     let client = lsrecd::daemon::client_for(&h.config).unwrap();
     client.start_record("ls-w").await.unwrap();
 
@@ -1063,19 +1067,7 @@ async fn an_interrupted_start_is_settled_only_once_it_can_no_longer_take_effect(
     .await;
     let t0 = now_ms();
     // A previous run committed its intent and died before (or while) sending the call.
-    let action = h
-        .store
-        .begin_action(&lsrecd::store::NewAction {
-            channel_id: "ls-x".into(),
-            operation: lsrecd::store::Operation::StartRecord,
-            trigger: "live".into(),
-            attempt: 1,
-            occurrence_id: None,
-            record_ids: vec![],
-            now: t0,
-        })
-        .await
-        .unwrap();
+    let action = h.journal_start("ls-x", "live", t0).await;
     let mut engine = h.engine(t0 + 1000).await;
     engine.tick(t0 + 1000).await.unwrap();
     engine.tick(t0 + 3000).await.unwrap();

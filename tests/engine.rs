@@ -1159,3 +1159,39 @@ async fn a_recording_that_began_and_ended_between_two_polls_is_still_stored() {
         "found by the sweep within (configured channels × poll_interval)"
     );
 }
+
+#[tokio::test]
+async fn a_window_whose_start_live_station_refused_ends_failed_with_the_refusal() {
+    let (fire, cron) = fire_at(10 * MIN);
+    let h = Harness::new(
+        vec![live_channel("ls-r2")],
+        &format!("[[channel]]\nid = \"ls-r2\"\n[[schedule]]\nname = \"s\"\nchannel = \"ls-r2\"\ncron = \"{cron}\"\nduration = \"10m\"\n"),
+    )
+    .await;
+    h.control.set_fault(
+        Operation::StartRecord,
+        Fault::LiveStationError {
+            error: lsrecd::emulator::LiveStationError::not_available("channel"),
+        },
+    );
+    let mut engine = h.engine(fire - MIN).await;
+    engine.tick(fire + 100).await.unwrap();
+    engine.tick(fire + 5 * MIN).await.unwrap();
+    assert_eq!(
+        h.starts(),
+        1,
+        "refused once, not retried while nothing changed"
+    );
+    engine.tick(fire + 10 * MIN).await.unwrap();
+    let row = h
+        .rows(&format!(
+            "SELECT state, detail FROM occurrences WHERE fire_time = {fire}"
+        ))
+        .await;
+    assert_eq!(row[0][0], "FAILED");
+    assert!(
+        row[0][1].starts_with("window ended without a recording; startRecord rejected"),
+        "{}",
+        row[0][1]
+    );
+}

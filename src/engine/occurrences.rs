@@ -108,12 +108,14 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
             ) else {
                 break;
             };
-            // A start that was refused says more than "not publishing".
-            let detail = match (&row.detail, next) {
-                (Some(last), OccurrenceState::Missed) if last.starts_with("startRecord") => {
-                    format!("{detail}; last start attempt: {last}")
-                }
-                _ => detail,
+            // A window that ends after Live Station refused the start failed; it was not
+            // merely missed for want of a stream.
+            let (next, detail) = match (&row.detail, next) {
+                (Some(last), OccurrenceState::Missed) if last.starts_with("startRecord") => (
+                    OccurrenceState::Failed,
+                    format!("window ended without a recording; {last}"),
+                ),
+                _ => (next, detail),
             };
             set(
                 engine,

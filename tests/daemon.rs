@@ -419,3 +419,89 @@ async fn neither_debug_logs_nor_the_database_contain_the_secret_key() {
         );
     }
 }
+
+/// A loopback port nobody listens on right now (the daemon binds it a moment later).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_start_callback_starts_the_recording_without_waiting_for_the_poll_and_metrics_show_it()
+ {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let (port, callback_port) = (free_port(), free_port());
+    let token = "callback-token-0123456789";
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[callback]\nlisten = \"127.0.0.1:{callback_port}\"\ntoken = \"{token}\"\n\n"
+    );
+    let site = Site::new(&emu.base_url(), "");
+    // A poll every 30 s: only the callback can make the start quick.
+    let text = config_text(
+        &emu.base_url(),
+        &site.database,
+        &channel_table(STUDIO_A, "studio-a", true),
+    )
+    .replace("poll_interval = \"1s\"", "poll_interval = \"30s\"")
+    .replace("[daemon]", &format!("{extra}[daemon]"));
+    site.rewrite(&text);
+    let daemon = site.spawn(&["run"], &[]);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    // `wait_for` takes a synchronous condition; HTTP needs awaiting, so poll here the same way.
+    let mut is_ready = false;
+    for _ in 0..150 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            is_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        is_ready,
+        "/readyz never said ready; stderr:\n{}",
+        daemon.stderr()
+    );
+
+    emu.control().go_live(STUDIO_A).unwrap();
+    let answer = http
+        .post(format!("http://127.0.0.1:{callback_port}/callback/{token}"))
+        .json(&serde_json::json!({
+            "id": 1, "logLevel": "INFO", "channelId": STUDIO_A,
+            "event": "PUBLISH_START", "timestamp": 1_700_000_000_000_i64
+        }))
+        .send()
+        .await
+        .expect("callback answered");
+    assert_eq!(answer.status(), 202);
+    assert!(
+        wait_for(Duration::from_secs(5), || is_recording(&emu, STUDIO_A)
+            .then_some(()))
+        .await
+        .is_some(),
+        "the hint did not start the recording long before the 30 s poll; stderr:\n{}",
+        daemon.stderr()
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "lsrecd_api_requests_total{operation=\"start_record\",outcome=\"ok\"} 1",
+        "lsrecd_recordings_started_total{trigger=\"live\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(token),
+        "the token never appears in metrics"
+    );
+}

@@ -224,6 +224,12 @@ async fn script(control: crate::emulator::Control, _stop: tokio::sync::watch::Re
 
 /// Prints new rows of the events table as they appear, the way an operator would read them.
 async fn print_events(db: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let label = |id: &Option<String>| match id.as_deref() {
+        Some(STUDIO_A) => "studio-a",
+        Some(STUDIO_B) => "studio-b",
+        Some(STUDIO_C) => "studio-c",
+        _ => "",
+    };
     let mut last_id = 0i64;
     let mut last_at = 0i64;
     let mut store = None;
@@ -241,7 +247,12 @@ async fn print_events(db: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>)
                 let at = chrono::DateTime::from_timestamp_millis(e.at)
                     .map(|t| t.format("%H:%M:%S").to_string())
                     .unwrap_or_default();
-                println!("{at} {:<16} {}", e.kind.as_str(), e.message);
+                println!(
+                    "{at}  {:<8}  {:<15}  {}",
+                    label(&e.channel_id),
+                    e.kind.as_str(),
+                    e.message
+                );
             }
         }
         if *stop.borrow() {

@@ -97,7 +97,7 @@ pub enum StopReason {
 impl StopReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            StopReason::ClaimsEnded => "claims ended",
+            StopReason::ClaimsEnded => "no claim holds the channel any more",
             StopReason::MaxDuration => "max_duration reached",
         }
     }

@@ -88,6 +88,27 @@ async fn report_change(
     now: i64,
 ) -> Result<(), EngineError> {
     let status = RecordStatus::parse(new);
+    if old.is_none()
+        && status == RecordStatus::Recording
+        && !engine
+            .store
+            .owned_recordings_open()
+            .await?
+            .iter()
+            .any(|o| o.channel_id == channel_id)
+    {
+        // A recording lsrecd did not start (immediateOnAir, the console): followed, never
+        // stopped by lsrecd.
+        engine
+            .event(
+                now,
+                "tracked",
+                Some(channel_id),
+                Some(record_id),
+                &format!("record {record_id} is recording, started by Live Station or elsewhere; lsrecd follows it and will not stop it"),
+            )
+            .await?;
+    }
     tracing::info!(
         channel_id,
         record_id,

@@ -173,30 +173,24 @@ impl Engine {
     }
 
     /// Restart = reconcile (PRODUCT.md §2): read all channels and the records of every recording
-    /// or configured channel, settle every action left unfinished by a previous run, and only
-    /// then act.
+    /// channel (and of channels with records not yet final), settle every action left unfinished
+    /// by a previous run, and only then act. Records of a recording that began and ended while
+    /// lsrecd was down are found by the per-tick sweep ([`follow`]) rather than here, so a
+    /// restart with thousands of configured channels is not thousands of calls.
     pub async fn reconcile(&mut self, now: i64) -> Result<bool, EngineError> {
         let observed = self.observe(now).await?;
         if !observed {
             return Ok(false);
         }
         act::settle_unfinished_actions(self, now).await?;
-        let recording: Vec<String> = self
+        let to_follow: Vec<String> = self
             .observed
             .values()
             .filter(|c| c.is_recording)
             .map(|c| c.channel_id.clone())
+            // A one-shot `lsrecd start|stop` reads its own channel's records too.
+            .chain(self.focus.clone())
             .collect();
-        // Every configured channel too: a recording that began and ended while lsrecd was down
-        // leaves the channel looking as before, and its records would otherwise never be read.
-        let configured = self
-            .config
-            .channels
-            .iter()
-            .map(|c| c.id.clone())
-            .filter(|id| self.observed.contains_key(id))
-            .filter(|id| self.focus.as_ref().is_none_or(|f| f == id));
-        let to_follow: Vec<String> = recording.into_iter().chain(configured).collect();
         for id in to_follow {
             self.memory.entry(id).or_default().follow_now = true;
         }

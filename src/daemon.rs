@@ -13,14 +13,14 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::engine::lock::EngineLock;
-use crate::engine::{Engine, TickReport, Wake, now_ms};
+use crate::engine::{Engine, Reload, TickReport, Wake, now_ms};
 use crate::livestation::Client;
 use crate::livestation::client::ClientConfig;
 use crate::service::http;
 use crate::service::metrics::Metrics;
 use crate::service::notify::Notifier;
 use crate::service::readiness::Readiness;
-use crate::service::signals::Reload;
+use crate::service::signals::Reload as ReloadSignal;
 use crate::store::Store;
 
 /// Why the daemon could not run.
@@ -67,7 +67,7 @@ pub async fn open_store(config: &Config) -> Result<Store, DaemonError> {
 /// Where a reload comes from: SIGHUP re-reads `path`.
 pub struct ReloadSource {
     pub path: PathBuf,
-    pub signal: Reload,
+    pub signal: ReloadSignal,
 }
 
 /// Runs the daemon until `shutdown` resolves. With `reload`, every SIGHUP re-reads the
@@ -92,17 +92,10 @@ pub async fn run(
             path: config.daemon.database.clone(),
             source,
         })?;
-    let client = client_for(&config)?;
     let metrics = Metrics::new();
     let notifier = Arc::new(notifier);
     let keepalive = Keepalive::new(notifier.clone());
-    let call_metrics = metrics.clone();
-    let call_keepalive = keepalive.clone();
-    client.observe_calls(Arc::new(move |operation, outcome, elapsed| {
-        call_metrics.api_request(operation, outcome, elapsed);
-        // Each answered call is progress: a long tick (many pages, retries) is not a stuck one.
-        call_keepalive.beat();
-    }));
+    let client = observed_client(&config, &metrics, &keepalive)?;
     let readiness = Readiness::for_poll_interval(config.daemon.poll_interval, 3);
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
@@ -120,6 +113,18 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut engine =
         Engine::new(config.clone(), client, store.clone(), now).with_metrics(metrics.clone());
+    // Reloads are taken from here on: a start-up stuck on refused keys is mended by a SIGHUP.
+    let (reload_tx, mut reload_rx) = mpsc::channel::<Reload>(4);
+    let reloader = reload.map(|r| {
+        tokio::spawn(reload_on_sighup(
+            r,
+            config.clone(),
+            reload_tx,
+            metrics.clone(),
+            keepalive.clone(),
+            readiness.clone(),
+        ))
+    });
     notifier.status("reading channels and reconciling");
     // The first observation and reconciliation, retried until the API answers.
     let startup = async {
@@ -130,21 +135,27 @@ pub async fn run(
             }
             notifier.status("waiting for the Live Station API");
             keepalive.beat();
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(config.retry.max_backoff);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {
+                    delay = (delay * 2).min(config.retry.max_backoff);
+                }
+                Some(r) = reload_rx.recv() => {
+                    engine.reload(r.config, r.client);
+                    delay = config.retry.initial_backoff;
+                }
+            }
         }
     };
     let started = tokio::select! {
         r = startup => Some(r),
         _ = &mut shutdown => None,
     };
-    let Some(started) = started else {
+    if !matches!(started, Some(Ok(()))) {
+        if let Some(r) = &reloader {
+            r.abort();
+        }
         wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
-        return Ok(());
-    };
-    if let Err(e) = started {
-        wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
-        return Err(e);
+        return started.unwrap_or(Ok(()));
     }
     readiness.observed();
     notifier.ready();
@@ -154,16 +165,6 @@ pub async fn run(
         database = %config.daemon.database.display(),
         "lsrecd is running"
     );
-
-    let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
-    let reloader = reload.map(|r| {
-        tokio::spawn(reload_on_sighup(
-            r,
-            reload_tx,
-            metrics.clone(),
-            readiness.clone(),
-        ))
-    });
 
     let status_notifier = notifier.clone();
     let beat_keepalive = keepalive.clone();
@@ -302,11 +303,42 @@ async fn spawn_listeners(
     Ok(())
 }
 
+/// The API client for `config`, reporting each call to the metrics and the watchdog.
+fn observed_client(
+    config: &Config,
+    metrics: &Metrics,
+    keepalive: &Keepalive,
+) -> Result<Client, DaemonError> {
+    let client = client_for(config)?;
+    let (metrics, keepalive) = (metrics.clone(), keepalive.clone());
+    client.observe_calls(Arc::new(move |operation, outcome, elapsed| {
+        metrics.api_request(operation, outcome, elapsed);
+        // Each answered call is progress: a long tick (many pages, retries) is not a stuck one.
+        keepalive.beat();
+    }));
+    Ok(client)
+}
+
+/// Whether two `[api]` sections would build different clients.
+fn api_changed(a: &Config, b: &Config) -> bool {
+    let (a, b) = (&a.api, &b.api);
+    a.endpoint != b.endpoint
+        || a.region != b.region
+        || a.timeout != b.timeout
+        || a.max_rps != b.max_rps
+        || a.credentials.access_key != b.credentials.access_key
+        || a.credentials.secret_key != b.credentials.secret_key
+}
+
 /// Re-reads the configuration on every SIGHUP; an invalid file keeps the old configuration.
+/// A changed `[api]` (rotated keys, another endpoint) gets a new client; settings that need a
+/// restart (the database, the listeners) are reported and keep their old values until then.
 async fn reload_on_sighup(
     source: ReloadSource,
-    tx: mpsc::Sender<Arc<Config>>,
+    mut current: Arc<Config>,
+    tx: mpsc::Sender<Reload>,
     metrics: Metrics,
+    keepalive: Keepalive,
     readiness: Readiness,
 ) {
     let ReloadSource {
@@ -314,12 +346,39 @@ async fn reload_on_sighup(
         signal: mut hup,
     } = source;
     while hup.recv().await.is_some() {
-        match Config::load(&path) {
-            Ok(config) => {
-                tracing::info!(path = %path.display(), "configuration reloaded");
+        let loaded = Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let client = if api_changed(&current, &config) {
+                    Some(
+                        observed_client(&config, &metrics, &keepalive)
+                            .map_err(|e| e.to_string())?,
+                    )
+                } else {
+                    None
+                };
+                Ok((config, client))
+            });
+        match loaded {
+            Ok((config, client)) => {
+                if config.daemon.database != current.daemon.database {
+                    tracing::warn!("daemon.database changed: it takes effect at the next restart");
+                }
+                if config.metrics.as_ref().map(|m| m.listen)
+                    != current.metrics.as_ref().map(|m| m.listen)
+                    || config.callback.as_ref().map(|c| c.listen)
+                        != current.callback.as_ref().map(|c| c.listen)
+                {
+                    tracing::warn!(
+                        "metrics/callback listen addresses take effect at the next restart"
+                    );
+                }
+                tracing::info!(path = %path.display(), new_client = client.is_some(), "configuration reloaded");
                 metrics.config_reload(true);
                 readiness.set_max_age(config.daemon.poll_interval * 3);
-                if tx.send(Arc::new(config)).await.is_err() {
+                let config = Arc::new(config);
+                current = config.clone();
+                if tx.send(Reload { config, client }).await.is_err() {
                     return;
                 }
             }

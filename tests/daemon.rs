@@ -505,3 +505,39 @@ async fn a_publish_start_callback_starts_the_recording_without_waiting_for_the_p
         "the token never appears in metrics"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_stuck_on_refused_keys_recovers_when_sighup_brings_the_right_ones() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let channels = channel_table(STUDIO_A, "studio-a", true);
+    let site = Site::new(&emu.base_url(), &channels);
+    let good = config_text(&emu.base_url(), &site.database, &channels);
+    site.rewrite(&good.replace(SECRET_KEY, "a-rotated-away-secret"));
+    let notify = NotifySocket::bind(|| 0);
+    let daemon = site.spawn(&["run"], &systemd_env(&notify));
+    assert!(
+        wait_for(START_LIMIT, || (notify
+            .count("STATUS=waiting for the Live Station API")
+            >= 1)
+            .then_some(()))
+        .await
+        .is_some(),
+        "no waiting status; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(notify.first("READY=1").is_none(), "ready with refused keys");
+
+    site.rewrite(&good);
+    daemon.signal("HUP");
+    wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1 after the reload; stderr:\n{}", daemon.stderr()));
+    assert!(
+        wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
+            .await
+            .is_some(),
+        "not recording after the keys were fixed; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(!daemon.stderr().contains(SECRET_KEY));
+}

@@ -1101,7 +1101,7 @@ async fn a_removed_schedule_ends_its_claims_at_reload_but_a_running_show_keeps_i
     assert_eq!(h.starts(), 1);
     let mut reloaded = (*h.config).clone();
     reloaded.schedules.clear();
-    engine.reload(Arc::new(reloaded));
+    engine.reload(Arc::new(reloaded), None);
     engine.tick(fire + MIN).await.unwrap();
     assert_eq!(
         h.stops(),

@@ -46,6 +46,13 @@ pub enum Wake {
     Now,
 }
 
+/// A configuration reload for a running engine: the new configuration, and a new API client
+/// when `[api]` changed.
+pub struct Reload {
+    pub config: Arc<Config>,
+    pub client: Option<Client>,
+}
+
 /// Wall-clock milliseconds since the Unix epoch, read at the edge and passed down as `now`.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -167,7 +174,11 @@ impl Engine {
 
     /// Replaces the configuration (SIGHUP). Claims of removed schedules end; running recordings
     /// are not stopped by the reload alone — the next tick decides with the new claims.
-    pub fn reload(&mut self, config: Arc<Config>) {
+    /// With `client`, API calls go through it from now on (the `[api]` section changed).
+    pub fn reload(&mut self, config: Arc<Config>, client: Option<Client>) {
+        if let Some(client) = client {
+            self.client = client;
+        }
         self.policy = policy_of(&config);
         self.config = config;
     }
@@ -277,7 +288,7 @@ impl Engine {
     pub async fn run(
         mut self,
         mut wakes: mpsc::Receiver<Wake>,
-        mut reloads: mpsc::Receiver<Arc<Config>>,
+        mut reloads: mpsc::Receiver<Reload>,
         mut on_beat: impl FnMut(Option<&TickReport>, i64) + Send,
         keepalive: Option<Duration>,
         shutdown: impl std::future::Future<Output = ()>,
@@ -338,8 +349,8 @@ impl Engine {
                     }
                     next_tick = next_tick.min(now_ms().max(last_tick + MIN_TICK_GAP.as_millis() as i64));
                 }
-                Some(config) = reloads.recv() => {
-                    self.reload(config);
+                Some(Reload { config, client }) = reloads.recv() => {
+                    self.reload(config, client);
                     if let Some(t) = timers.as_mut() {
                         t.clear().await;
                     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::engine::lock::EngineLock;
+use crate::engine::lock::{EngineLock, Holder};
 use crate::engine::{Engine, Reload, TickReport, Wake, now_ms};
 use crate::livestation::Client;
 use crate::livestation::client::ClientConfig;
@@ -42,6 +42,24 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+}
+
+/// Takes the engine lock. A one-shot `lsrecd start|stop` holding it lets go within seconds, so
+/// that is waited for (up to a minute); another daemon is not.
+async fn acquire_lock(database: &std::path::Path) -> Result<EngineLock, DaemonError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut told = false;
+    loop {
+        match EngineLock::try_acquire(database, Holder::Daemon) {
+            Err(e) if e.held_by_command() && tokio::time::Instant::now() < deadline => {
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!("waiting for a one-shot lsrecd start/stop to finish: {e}");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other.map_err(DaemonError::from),
+        }
+    }
 }
 
 /// Builds the API client from `[api]`.
@@ -79,7 +97,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     let store = open_store(&config).await?;
-    let _lock = EngineLock::try_acquire(&config.daemon.database)?;
+    let _lock = acquire_lock(&config.daemon.database).await?;
     let now = now_ms();
     store
         .set_state(

@@ -541,3 +541,32 @@ async fn a_start_stuck_on_refused_keys_recovers_when_sighup_brings_the_right_one
     );
     assert!(!daemon.stderr().contains(SECRET_KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_while_a_one_shot_command_holds_the_lock_waits_for_it() {
+    use lsrecd::engine::lock::{EngineLock, Holder};
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    // As `lsrecd start` holds it while it acts with no daemon running.
+    let command = EngineLock::try_acquire(&site.database, Holder::Command).unwrap();
+    let notify = NotifySocket::bind(|| 0);
+    let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
+    assert!(
+        daemon
+            .wait_stderr("waiting for a one-shot lsrecd start/stop", START_LIMIT)
+            .await,
+        "stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(daemon.exited().is_none(), "it waits rather than exiting");
+    assert!(notify.first("READY=1").is_none());
+    drop(command);
+    wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no READY=1 once the lock was free; stderr:\n{}",
+                daemon.stderr()
+            )
+        });
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, ManualArgs};
 use crate::config::Config;
-use crate::engine::lock::{EngineLock, LockError};
+use crate::engine::lock::{EngineLock, Holder, LockError};
 use crate::engine::{Engine, now_ms};
 use crate::exit::{self, CommandError};
 
@@ -58,9 +58,9 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
         (false, true) => println!("manual claim on {name} ended"),
         (false, false) => println!("{name} had no manual claim"),
     }
-    let lock = match EngineLock::try_acquire(&config.daemon.database) {
+    let lock = match EngineLock::try_acquire(&config.daemon.database, Holder::Command) {
         Ok(lock) => lock,
-        Err(LockError::Held(_)) => {
+        Err(LockError::Held { .. }) => {
             println!(
                 "the running lsrecd daemon will {verb} the recording at its next poll (within {})",
                 humantime::format_duration(config.daemon.poll_interval)

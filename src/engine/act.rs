@@ -752,8 +752,10 @@ fn in_flight_limit(engine: &Engine) -> i64 {
     engine.config.api.timeout.as_millis() as i64 + 5_000
 }
 
-/// Whether a record on the channel began at or after `since` (allowing for clock skew): the
-/// trace a start sent at `since` leaves even when its recording has ended since.
+/// Whether a record on the channel began at or after `since`, in the server's clock: the trace
+/// a start sent at `since` leaves even when its recording has ended since. The skew estimate
+/// comes from one-second `Date` headers, hence the 1.5 s allowance; a wider one would take an
+/// earlier recording for this start's.
 fn started_since(engine: &Engine, records: &[Record], since: i64) -> bool {
     let skew = engine
         .client
@@ -762,7 +764,7 @@ fn started_since(engine: &Engine, records: &[Record], since: i64) -> bool {
         .unwrap_or(0);
     records.iter().any(|r| {
         r.record_begin_time
-            .is_some_and(|t| t >= since + skew - 5_000)
+            .is_some_and(|t| t >= since + skew - 1_500)
     })
 }
 

@@ -593,25 +593,22 @@ pub(crate) async fn release(
 }
 
 /// After a restart: settle every action a previous run left `PENDING` or `AMBIGUOUS`, from the
-/// fresh observation and the channel's records, before anything new is decided.
+/// fresh observation and the channel's records, before anything new is decided. A start that
+/// could still land (sent less than `api.timeout` + 5 s ago) is held and reconciled later.
 pub(crate) async fn settle_unfinished_actions(
     engine: &mut Engine,
     now: i64,
 ) -> Result<(), EngineError> {
     for action in engine.store.unfinished_actions().await? {
         let Some(ch) = engine.observed.get(&action.channel_id).cloned() else {
+            let out = outcome(
+                ActionState::Failed,
+                None,
+                "channel not returned by the API at restart",
+            );
             engine
                 .store
-                .finish_action(
-                    action.id,
-                    &outcome(
-                        ActionState::Failed,
-                        None,
-                        "channel not returned by the API at restart",
-                    ),
-                    &[],
-                    now,
-                )
+                .finish_action(action.id, &out, &[], now)
                 .await?;
             continue;
         };
@@ -622,129 +619,93 @@ pub(crate) async fn settle_unfinished_actions(
                 continue;
             }
         };
-        match action.operation {
-            Operation::StartRecord => {
-                if ch.is_recording {
-                    let mut out = outcome(
-                        ActionState::Reconciled,
-                        None,
-                        "applied (found recording after restart)",
-                    );
-                    out.open_owned = Some(action.trigger.clone());
-                    let current: Vec<Record> = records
-                        .iter()
-                        .filter(|r| r.status == RecordStatus::Recording)
-                        .cloned()
-                        .collect();
-                    engine
-                        .store
-                        .finish_action(action.id, &out, &records, now)
-                        .await?;
-                    engine
-                        .event(now, "adopted", Some(&action.channel_id), current.first().map(|r| r.record_id), &format!(
-                            "startRecord of a previous run took effect; recording adopted ({}), records {}",
-                            action.trigger,
-                            record_ids(&current)
-                        ))
-                        .await?;
-                } else if started_since(engine, &records, action.requested_at) {
-                    // It took effect, and the recording ended while lsrecd was down.
-                    engine
-                        .store
-                        .finish_action(
-                            action.id,
-                            &outcome(
-                                ActionState::Reconciled,
-                                None,
-                                "applied; the recording had already ended at restart",
-                            ),
-                            &records,
-                            now,
-                        )
-                        .await?;
-                } else if now < action.requested_at + in_flight_limit(engine) {
-                    // The previous run's request may still be on its way through Live Station:
-                    // decide nothing on this channel until it can no longer take effect.
-                    engine.store.upsert_records(&records, now).await?;
-                    let job = Job {
-                        channel_id: action.channel_id.clone(),
-                        op: Op::Start,
-                        trigger: action.trigger.clone(),
-                        occurrence_id: action.occurrence_id,
-                        deadline: None,
-                        attempt: action.attempt.max(1) as u32 + 1,
-                        intent_at: action.requested_at,
-                        reconcile_first: true,
-                        last_action_id: Some(action.id),
-                    };
-                    let next_try_at = action.requested_at + in_flight_limit(engine);
-                    engine
-                        .memory
-                        .entry(action.channel_id.clone())
-                        .or_default()
-                        .retry = Some(RetryState { job, next_try_at });
-                } else {
-                    engine
-                        .store
-                        .finish_action(
-                            action.id,
-                            &outcome(
-                                ActionState::Failed,
-                                None,
-                                "not applied (channel not recording at restart)",
-                            ),
-                            &records,
-                            now,
-                        )
-                        .await?;
-                }
+        let out = match action.operation {
+            Operation::StartRecord if ch.is_recording => ActionOutcome {
+                open_owned: Some(action.trigger.clone()),
+                ..outcome(
+                    ActionState::Reconciled,
+                    None,
+                    "applied (found recording after restart)",
+                )
+            },
+            Operation::StartRecord if started_since(engine, &records, action.requested_at) => {
+                outcome(
+                    ActionState::Reconciled,
+                    None,
+                    "applied; the recording had already ended at restart",
+                )
             }
-            Operation::StopRecord => {
-                if ch.is_recording {
-                    engine
-                        .store
-                        .finish_action(
-                            action.id,
-                            &outcome(
-                                ActionState::Failed,
-                                None,
-                                "not applied (channel still recording at restart)",
-                            ),
-                            &records,
-                            now,
-                        )
-                        .await?;
-                } else {
-                    let mut out = outcome(
-                        ActionState::Reconciled,
-                        None,
-                        "applied (channel not recording at restart)",
-                    );
-                    out.close_owned = Some("stopped before restart".to_string());
-                    engine
-                        .store
-                        .finish_action(action.id, &out, &records, now)
-                        .await?;
-                }
+            Operation::StartRecord if now < action.requested_at + in_flight_limit(engine) => {
+                engine.store.upsert_records(&records, now).await?;
+                hold_until_settled(engine, &action);
+                continue;
             }
-            Operation::Upload => {
-                engine
-                    .store
-                    .finish_action(
-                        action.id,
-                        &outcome(
-                            ActionState::Failed,
-                            None,
-                            "outcome unknown (interrupted); the retention guard will check again",
-                        ),
-                        &records,
-                        now,
-                    )
-                    .await?;
-            }
+            Operation::StartRecord => outcome(
+                ActionState::Failed,
+                None,
+                "not applied (channel not recording at restart)",
+            ),
+            Operation::StopRecord if ch.is_recording => outcome(
+                ActionState::Failed,
+                None,
+                "not applied (channel still recording at restart)",
+            ),
+            Operation::StopRecord => ActionOutcome {
+                close_owned: Some("stopped before restart".to_string()),
+                ..outcome(
+                    ActionState::Reconciled,
+                    None,
+                    "applied (channel not recording at restart)",
+                )
+            },
+            Operation::Upload => outcome(
+                ActionState::Failed,
+                None,
+                "outcome unknown (interrupted); the retention guard will check again",
+            ),
+        };
+        engine
+            .store
+            .finish_action(action.id, &out, &records, now)
+            .await?;
+        if out.open_owned.is_some() {
+            let current: Vec<Record> = records
+                .into_iter()
+                .filter(|r| r.status == RecordStatus::Recording)
+                .collect();
+            engine
+                .event(now, "adopted", Some(&action.channel_id), current.first().map(|r| r.record_id), &format!(
+                    "startRecord of a previous run took effect; recording adopted ({}), records {}",
+                    action.trigger,
+                    record_ids(&current)
+                ))
+                .await?;
         }
     }
     Ok(())
+}
+
+/// The previous run's start may still be on its way through Live Station: nothing is decided
+/// on the channel until it can no longer take effect, then it is reconciled like any unclear
+/// outcome.
+fn hold_until_settled(engine: &mut Engine, action: &crate::store::ActionRow) {
+    let job = Job {
+        channel_id: action.channel_id.clone(),
+        op: Op::Start,
+        trigger: action.trigger.clone(),
+        occurrence_id: action.occurrence_id,
+        deadline: None,
+        attempt: action.attempt.max(1) as u32 + 1,
+        intent_at: action.requested_at,
+        reconcile_first: true,
+        last_action_id: Some(action.id),
+    };
+    let next_try_at = action.requested_at + in_flight_limit(engine);
+    engine
+        .memory
+        .entry(action.channel_id.clone())
+        .or_default()
+        .retry = Some(RetryState { job, next_try_at });
 }
 
 /// How long after it was sent a request can still take effect: the client timeout plus a margin.

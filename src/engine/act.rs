@@ -425,7 +425,7 @@ async fn reconcile(
     };
     let applied = match job.op {
         // The flag, or a recording begun since the intent.
-        Op::Start => ch.is_recording || started_since(engine, &current, job.intent_at),
+        Op::Start => ch.is_recording || started_since(engine, &current, job.intent_at).await,
         Op::Stop(_) => !ch.is_recording,
     };
     engine.observed.insert(ch.channel_id.clone(), ch);
@@ -619,6 +619,9 @@ pub(crate) async fn settle_unfinished_actions(
                 continue;
             }
         };
+        let began_since = action.operation == Operation::StartRecord
+            && !ch.is_recording
+            && started_since(engine, &records, action.requested_at).await;
         let out = match action.operation {
             Operation::StartRecord if ch.is_recording => ActionOutcome {
                 open_owned: Some(action.trigger.clone()),
@@ -628,13 +631,11 @@ pub(crate) async fn settle_unfinished_actions(
                     "applied (found recording after restart)",
                 )
             },
-            Operation::StartRecord if started_since(engine, &records, action.requested_at) => {
-                outcome(
-                    ActionState::Reconciled,
-                    None,
-                    "applied; the recording had already ended at restart",
-                )
-            }
+            Operation::StartRecord if began_since => outcome(
+                ActionState::Reconciled,
+                None,
+                "applied; the recording had already ended at restart",
+            ),
             Operation::StartRecord if now < action.requested_at + in_flight_limit(engine) => {
                 engine.store.upsert_records(&records, now).await?;
                 hold_until_settled(engine, &action);
@@ -715,18 +716,28 @@ fn in_flight_limit(engine: &Engine) -> i64 {
 
 /// Whether a record on the channel began at or after `since`, in the server's clock: the trace
 /// a start sent at `since` leaves even when its recording has ended since. The skew estimate
-/// comes from one-second `Date` headers, hence the 1.5 s allowance; a wider one would take an
-/// earlier recording for this start's.
-fn started_since(engine: &Engine, records: &[Record], since: i64) -> bool {
+/// comes from one-second `Date` headers, hence the 1.5 s allowance; a record lsrecd had already
+/// seen before `since` belongs to an earlier recording, whatever its time says.
+async fn started_since(engine: &Engine, records: &[Record], since: i64) -> bool {
     let skew = engine
         .client
         .clock_skew()
         .map(|d| d.num_milliseconds())
         .unwrap_or(0);
-    records.iter().any(|r| {
-        r.record_begin_time
+    for r in records {
+        if !r
+            .record_begin_time
             .is_some_and(|t| t >= since + skew - 1_500)
-    })
+        {
+            continue;
+        }
+        match engine.store.record(r.record_id).await {
+            Ok(known) if known.first_seen_at < since => continue,
+            // Unknown before the intent (or unreadable: then "applied", which never resends).
+            _ => return true,
+        }
+    }
+    false
 }
 
 /// Keeps an open occurrence's state and replaces its detail (why it is not recording yet).

@@ -725,10 +725,7 @@ async fn started_since(engine: &Engine, records: &[Record], since: i64) -> bool 
         .map(|d| d.num_milliseconds())
         .unwrap_or(0);
     for r in records {
-        if !r
-            .record_begin_time
-            .is_some_and(|t| t >= since + skew - 1_500)
-        {
+        if r.record_begin_time.is_none_or(|t| t < since + skew - 1_500) {
             continue;
         }
         match engine.store.record(r.record_id).await {

@@ -96,8 +96,9 @@ pub async fn run(
     notifier: Notifier,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
-    let store = open_store(&config).await?;
+    // The lock first: only its holder creates or migrates the database.
     let _lock = acquire_lock(&config.daemon.database).await?;
+    let store = open_store(&config).await?;
     let now = now_ms();
     store
         .set_state(

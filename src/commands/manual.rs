@@ -41,6 +41,13 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
     };
     let channel_id = channel.id.clone();
     let name = channel.label.clone().unwrap_or_else(|| channel_id.clone());
+    // The lock first: when no daemon holds it, this command creates or migrates the database
+    // and acts itself; when one does, the daemon has done both and acts on the claim.
+    let lock = match EngineLock::try_acquire(&config.daemon.database, Holder::Command) {
+        Ok(lock) => Some(lock),
+        Err(LockError::Held { .. }) => None,
+        Err(e) => return Err(CommandError::new(exit::FAILURE, e.to_string())),
+    };
     let store = crate::daemon::open_store(&config).await.map_err(failure)?;
     let now = now_ms();
     let changed = if start {
@@ -58,17 +65,13 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
         (false, true) => println!("manual claim on {name} ended"),
         (false, false) => println!("{name} had no manual claim"),
     }
-    let lock = match EngineLock::try_acquire(&config.daemon.database, Holder::Command) {
-        Ok(lock) => lock,
-        Err(LockError::Held { .. }) => {
-            println!(
-                "the running lsrecd daemon will {verb} the recording at its next poll (within {})",
-                humantime::format_duration(config.daemon.poll_interval)
-            );
-            store.close().await;
-            return Ok(());
-        }
-        Err(e) => return Err(CommandError::new(exit::FAILURE, e.to_string())),
+    let Some(lock) = lock else {
+        println!(
+            "the running lsrecd daemon will {verb} the recording at its next poll (within {})",
+            humantime::format_duration(config.daemon.poll_interval)
+        );
+        store.close().await;
+        return Ok(());
     };
     let result = act_now(Arc::new(config), store.clone(), &channel_id, &name, start).await;
     store.close().await;

@@ -40,10 +40,8 @@ use self::retry::RetryPolicy;
 pub enum Wake {
     /// A schedule's fire time arrived.
     Fire(String),
-    /// A callback or a manual command says this channel changed.
+    /// A callback says this channel changed.
     Channel(String),
-    /// Re-read everything now.
-    Now,
 }
 
 /// A configuration reload for a running engine: the new configuration, and a new API client

@@ -486,18 +486,27 @@ async fn a_publish_start_callback_starts_the_recording_without_waiting_for_the_p
         daemon.stderr()
     );
 
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
+    // The start is counted once its outcome is committed, a moment after the emulator saw it.
+    let expected = [
         "lsrecd_api_requests_total{operation=\"start_record\",outcome=\"ok\"} 1",
         "lsrecd_recordings_started_total{trigger=\"live\"} 1",
-    ] {
+    ];
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if expected.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in expected {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
     assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use binary::{
     NotifySocket, SECRET_KEY, Site, channel_table, closed_endpoint, config_text, emulator,
-    is_recording, wait_for,
+    free_port, is_recording, wait_for,
 };
 use lsrecd::emulator::{ChannelSpec, Fault, FaultRule, Operation};
 
@@ -418,12 +418,6 @@ async fn neither_debug_logs_nor_the_database_contain_the_secret_key() {
             path.display()
         );
     }
-}
-
-/// A loopback port nobody listens on right now (the daemon binds it a moment later).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address").port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,15 +31,10 @@ impl Harness {
     /// An emulator with `channels`, and a configuration made of the `[api]`/`[daemon]` sections
     /// for it plus `rest` (channels, schedules, other sections).
     async fn new(channels: Vec<ChannelSpec>, rest: &str) -> Harness {
-        Self::with(channels, rest, EmulatorOptions::default(), "").await
+        Self::with(channels, rest, EmulatorOptions::default()).await
     }
 
-    async fn with(
-        channels: Vec<ChannelSpec>,
-        rest: &str,
-        options: EmulatorOptions,
-        api_extra: &str,
-    ) -> Harness {
+    async fn with(channels: Vec<ChannelSpec>, rest: &str, options: EmulatorOptions) -> Harness {
         let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), options.clone())
             .await
             .expect("emulator starts");
@@ -57,7 +52,6 @@ access_key = "{access}"
 secret_key = "{secret}"
 timeout = "2s"
 max_rps = 1000
-{api_extra}
 
 [daemon]
 database = "{db}"
@@ -626,11 +620,9 @@ async fn a_429_waits_at_least_retry_after_before_the_next_attempt() {
 
 /// Faults after which the start may or may not have been applied: never a second start.
 async fn ambiguous_start_is_reconciled_not_resent(fault: Fault) {
-    let h = Harness::with(
+    let h = Harness::new(
         vec![live_channel("ls-m")],
         "[[channel]]\nid = \"ls-m\"\nrecord_when_live = true\n",
-        EmulatorOptions::default(),
-        "",
     )
     .await;
     h.control
@@ -809,7 +801,6 @@ async fn records_are_followed_to_their_final_status_with_history() {
         vec![live_channel("ls-r").record_type(RecordType::AutoUpload)],
         "[[channel]]\nid = \"ls-r\"\nrecord_when_live = true\n",
         options,
-        "",
     )
     .await;
     let t0 = now_ms();
@@ -869,7 +860,6 @@ async fn an_expiring_record_not_uploaded_is_warned_about_and_uploaded_when_a_buc
         vec![live_channel("ls-s").record_type(RecordType::ManualUpload)],
         "[retention]\nwarn_before = \"2h\"\nupload_bucket = \"archive\"\n\n[[channel]]\nid = \"ls-s\"\nrecord_when_live = true\n",
         options,
-        "",
     )
     .await;
     let t0 = now_ms();
@@ -966,7 +956,6 @@ async fn refused_credentials_raise_one_alert_not_a_storm() {
         vec![live_channel("ls-u")],
         "[[channel]]\nid = \"ls-u\"\nrecord_when_live = true\n",
         options,
-        "",
     )
     .await;
     // The harness wrote the emulator's secret; a client with another one is refused.

@@ -29,7 +29,6 @@ impl Holder {
 #[derive(Debug)]
 pub struct EngineLock {
     _file: File,
-    path: PathBuf,
 }
 
 /// Why the lock could not be taken.
@@ -80,7 +79,7 @@ impl EngineLock {
             Ok(()) => {
                 file.set_len(0).map_err(io)?;
                 writeln!(file, "{} {}", holder.as_str(), std::process::id()).map_err(io)?;
-                Ok(EngineLock { _file: file, path })
+                Ok(EngineLock { _file: file })
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
                 holder: std::fs::read_to_string(&path)
@@ -91,10 +90,6 @@ impl EngineLock {
             }),
             Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

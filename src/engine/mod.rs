@@ -72,7 +72,6 @@ pub struct TickReport {
     pub recording: usize,
     pub starts: usize,
     pub stops: usize,
-    pub api_calls: u64,
 }
 
 /// What the engine remembers about a channel between ticks (the database holds the rest).
@@ -160,16 +159,6 @@ impl Engine {
         self
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &Arc<Config> {
-        &self.config
-    }
-
-    /// The store the engine writes.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Replaces the configuration (SIGHUP). Claims of removed schedules end; running recordings
     /// are not stopped by the reload alone — the next tick decides with the new claims.
     /// With `client`, API calls go through it from now on (the `[api]` section changed).
@@ -212,7 +201,6 @@ impl Engine {
 
     /// One unit of work. Returns what it saw and did.
     pub async fn tick(&mut self, now: i64) -> Result<TickReport, EngineError> {
-        let calls_before = self.client.stats().http_requests;
         let mut report = TickReport {
             observed: self.observe(now).await?,
             ..TickReport::default()
@@ -229,7 +217,6 @@ impl Engine {
         follow::retention_guard(self, now).await?;
         report.channels = self.observed.len();
         report.recording = self.observed.values().filter(|c| c.is_recording).count();
-        report.api_calls = self.client.stats().http_requests - calls_before;
         if let Some(m) = &self.metrics {
             m.set_recordings_active(report.recording as u64);
         }

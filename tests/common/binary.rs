@@ -74,12 +74,15 @@ pub fn is_recording(emulator: &RunningEmulator, channel_id: &str) -> bool {
         .is_some_and(|c| c.is_recording)
 }
 
-/// An `http://` URL nothing listens on: a port bound and released again.
-pub fn closed_endpoint() -> String {
+/// A loopback port nobody listens on right now: bound and released again.
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let addr = listener.local_addr().expect("its address");
-    drop(listener);
-    format!("http://{addr}")
+    listener.local_addr().expect("its address").port()
+}
+
+/// An `http://` URL nothing listens on.
+pub fn closed_endpoint() -> String {
+    format!("http://127.0.0.1:{}", free_port())
 }
 
 /// A configuration for `endpoint` and `database` with fast polling and retries, followed by

@@ -70,7 +70,7 @@ const COUNTER_POLL: Duration = Duration::from_millis(20);
 const RSS_TARGET_KIB: u64 = 40 * 1024;
 /// The channel count the RSS target applies to.
 const RSS_TARGET_CHANNELS: usize = 1000;
-/// How long the daemon may take to exit after SIGTERM (PRODUCT.md §7).
+/// How long the daemon may take to exit after SIGTERM (systemd/README.md).
 const STOP_TARGET: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {

@@ -1,4 +1,4 @@
-//! The command line (PRODUCT.md §5): argument parsing and dispatch to [`crate::commands`].
+//! The command line (README.md, "Using it"): argument parsing and dispatch to [`crate::commands`].
 
 use std::path::PathBuf;
 

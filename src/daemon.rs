@@ -1,7 +1,7 @@
 //! The daemon: wires the configuration, store, client, engine and service glue together, and
 //! runs until shutdown. `lsrecd run` and `lsrecd demo` both come through [`run`].
 //!
-//! Order at start (PRODUCT.md §7): the configuration is valid (the caller loaded it), the
+//! Order at start: the configuration is valid (the caller loaded it), the
 //! database is migrated, the engine lock is held, the first observation and reconciliation are
 //! done — only then `READY=1`. The main loop sends `WATCHDOG=1` and keeps `STATUS=` current.
 
@@ -102,7 +102,7 @@ pub async fn run(
     let now = now_ms();
     store
         .set_state(
-            "retention.warn_before_ms",
+            crate::store::keys::RETENTION_WARN_BEFORE_MS,
             &config.retention.warn_before.as_millis().to_string(),
             now,
         )

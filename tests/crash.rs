@@ -1,4 +1,4 @@
-//! kill -9 safety of the real binary (PRODUCT.md §2, "Restart = reconcile").
+//! kill -9 safety of the real binary (ARCHITECTURE.md §6.3, "Restart = reconcile").
 //!
 //! An `lsrecd emulator` process serves eight channels: several `record_when_live` ones (one capped
 //! by `max_duration`, one recording `ALL` formats, one `MANUAL_UPLOAD`), one recorded by a

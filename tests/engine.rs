@@ -1,4 +1,4 @@
-//! The engine against the emulator: each scenario of PRODUCT.md §1–3, driven tick by tick.
+//! The engine against the emulator: each scenario of ARCHITECTURE.md §3–7, driven tick by tick.
 //!
 //! The engine takes `now` as an argument, so windows, catch-up and retries are tested by passing
 //! the instants we want rather than by waiting. The emulator runs on the real clock; the
@@ -146,8 +146,8 @@ max_backoff = "8s"
         self.store
             .begin_action(&lsrecd::store::NewAction {
                 channel_id: channel_id.into(),
-                operation: lsrecd::store::Operation::StartRecord,
-                trigger: trigger.into(),
+                operation: lsrecd::store::Mutation::StartRecord,
+                trigger: lsrecd::store::Trigger::parse(trigger).expect("a trigger"),
                 attempt: 1,
                 occurrence_id: None,
                 record_ids: vec![],
@@ -1064,7 +1064,8 @@ async fn an_interrupted_start_is_settled_only_once_it_can_no_longer_take_effect(
     assert_eq!(
         h.one(&state).await,
         "PENDING",
-        "may still be in flight (api.timeout 2s + 5s)"
+        "may still be in flight: its request may have left up to one api.timeout (2s) after the \
+         intent (a re-signed retry), and can land until api.timeout + landing_margin (5s) after that"
     );
     assert_eq!(
         h.starts(),
@@ -1072,6 +1073,9 @@ async fn an_interrupted_start_is_settled_only_once_it_can_no_longer_take_effect(
         "nothing is sent while the old request could still land"
     );
     engine.tick(t0 + 7100).await.unwrap();
+    assert_eq!(h.one(&state).await, "PENDING", "still inside 2 × 2s + 5s");
+    assert_eq!(h.starts(), 0);
+    engine.tick(t0 + 9100).await.unwrap();
     assert_eq!(h.one(&state).await, "FAILED");
     assert_eq!(h.starts(), 1, "then the claim is served, once");
     assert_eq!(h.duplicates(), 0);

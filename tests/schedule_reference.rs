@@ -3,7 +3,7 @@
 //! The reference parses crontab its own way, walks UTC minute by minute, converts each minute to
 //! local time (UTC → local is the one direction it trusts the time-zone database for), matches
 //! the fields with the Vixie day-of-month/day-of-week rule and applies the DST rules of
-//! PRODUCT.md §3 directly:
+//! ARCHITECTURE.md §8 directly:
 //!
 //! - local times skipped by a forward jump fire once, at the instant of the jump;
 //! - a local time seen a second time (fall back) fires again only when the hour field starts

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lsrecd::store::{
-    ActionOutcome, ActionState, EventKind, NewAction, NewEvent, NewOccurrence, OccurrenceState,
-    Operation, RecordFilter, Store, StoreError, binary_schema_version, keys,
+    ActionOutcome, ActionState, EventKind, Mutation, NewAction, NewEvent, NewOccurrence,
+    OccurrenceReason, OccurrenceState, RecordFilter, Store, StoreError, Trigger,
+    binary_schema_version, keys,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor, Row};
@@ -36,11 +37,11 @@ async fn scalar_i64(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
         .expect(sql)
 }
 
-fn new_action(channel: &str, operation: Operation, now: i64) -> NewAction {
+fn new_action(channel: &str, operation: Mutation, now: i64) -> NewAction {
     NewAction {
         channel_id: channel.into(),
         operation,
-        trigger: "live".into(),
+        trigger: Trigger::Live,
         attempt: 1,
         occurrence_id: None,
         record_ids: vec![],
@@ -682,16 +683,34 @@ async fn a_final_occurrence_never_changes_state_through_the_store_or_plain_sql()
         .await
         .unwrap();
     store
-        .set_occurrence_state(id, OccurrenceState::Armed, Some("waiting for live"), 1_000)
+        .set_occurrence_state(
+            id,
+            OccurrenceState::Armed,
+            OccurrenceReason::FireTime,
+            Some("waiting for live"),
+            1_000,
+        )
         .await
         .unwrap();
     store
-        .set_occurrence_state(id, OccurrenceState::Missed, Some("never live"), 2_000)
+        .set_occurrence_state(
+            id,
+            OccurrenceState::Missed,
+            OccurrenceReason::NotLive,
+            Some("never live"),
+            2_000,
+        )
         .await
         .unwrap();
 
     match store
-        .set_occurrence_state(id, OccurrenceState::Recording, None, 3_000)
+        .set_occurrence_state(
+            id,
+            OccurrenceState::Recording,
+            OccurrenceReason::Recording,
+            None,
+            3_000,
+        )
         .await
     {
         Err(StoreError::OccurrenceFinal { state, .. }) => assert_eq!(state, "MISSED"),
@@ -699,7 +718,13 @@ async fn a_final_occurrence_never_changes_state_through_the_store_or_plain_sql()
     }
     // Setting the same final state again changes nothing and is not an error.
     store
-        .set_occurrence_state(id, OccurrenceState::Missed, Some("other"), 4_000)
+        .set_occurrence_state(
+            id,
+            OccurrenceState::Missed,
+            OccurrenceReason::NotLive,
+            Some("other"),
+            4_000,
+        )
         .await
         .unwrap();
     let row = store.occurrence(id).await.unwrap();
@@ -727,22 +752,46 @@ async fn a_step_the_occurrence_state_machine_lacks_is_refused() {
         .unwrap();
     assert!(matches!(
         store
-            .set_occurrence_state(id, OccurrenceState::Completed, None, 2_000)
+            .set_occurrence_state(
+                id,
+                OccurrenceState::Completed,
+                OccurrenceReason::WindowEnded,
+                None,
+                2_000
+            )
             .await,
         Err(StoreError::InvalidTransition { .. })
     ));
     assert!(matches!(
         store
-            .set_occurrence_state(999, OccurrenceState::Armed, None, 2_000)
+            .set_occurrence_state(
+                999,
+                OccurrenceState::Armed,
+                OccurrenceReason::FireTime,
+                None,
+                2_000
+            )
             .await,
         Err(StoreError::NotFound { .. })
     ));
     store
-        .set_occurrence_state(id, OccurrenceState::Recording, None, 2_000)
+        .set_occurrence_state(
+            id,
+            OccurrenceState::Recording,
+            OccurrenceReason::Recording,
+            None,
+            2_000,
+        )
         .await
         .unwrap();
     store
-        .set_occurrence_state(id, OccurrenceState::Completed, Some("window ended"), 3_000)
+        .set_occurrence_state(
+            id,
+            OccurrenceState::Completed,
+            OccurrenceReason::WindowEnded,
+            Some("window ended"),
+            3_000,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -765,8 +814,8 @@ async fn an_intent_then_its_outcome_records_and_ownership_commit_together() {
     let id = store
         .begin_action(&NewAction {
             occurrence_id: Some(occ),
-            trigger: "schedule:news".into(),
-            ..new_action(STUDIO_A, Operation::StartRecord, 1_000)
+            trigger: Trigger::Schedule("news".into()),
+            ..new_action(STUDIO_A, Mutation::StartRecord, 1_000)
         })
         .await
         .unwrap();
@@ -780,7 +829,7 @@ async fn an_intent_then_its_outcome_records_and_ownership_commit_together() {
             id,
             &ActionOutcome {
                 http_status: Some(200),
-                open_owned: Some("schedule:news".into()),
+                open_owned: Some(Trigger::Schedule("news".into())),
                 ..ActionOutcome::new(ActionState::Succeeded)
             },
             &[
@@ -802,7 +851,7 @@ async fn an_intent_then_its_outcome_records_and_ownership_commit_together() {
     let owned = store.owned_recordings_open().await.unwrap();
     assert_eq!(owned.len(), 1);
     assert_eq!(owned[0].start_action_id, Some(id));
-    assert_eq!(owned[0].trigger, "schedule:news");
+    assert_eq!(owned[0].trigger, Trigger::Schedule("news".into()));
 
     // A finished action cannot be finished again.
     assert!(matches!(
@@ -814,7 +863,7 @@ async fn an_intent_then_its_outcome_records_and_ownership_commit_together() {
 
     // The stop closes ownership in the same transaction.
     let stop = store
-        .begin_action(&new_action(STUDIO_A, Operation::StopRecord, 5_000))
+        .begin_action(&new_action(STUDIO_A, Mutation::StopRecord, 5_000))
         .await
         .unwrap();
     store
@@ -840,7 +889,7 @@ async fn a_failure_while_storing_the_outcome_leaves_the_intent_pending_and_nothi
     let path = db_path(&dir);
     let store = Store::open(&path).await.unwrap();
     let id = store
-        .begin_action(&new_action(STUDIO_A, Operation::StartRecord, 1_000))
+        .begin_action(&new_action(STUDIO_A, Mutation::StartRecord, 1_000))
         .await
         .unwrap();
     // Make the second record's insert fail half-way through the transaction.
@@ -858,7 +907,7 @@ async fn a_failure_while_storing_the_outcome_leaves_the_intent_pending_and_nothi
         .finish_action(
             id,
             &ActionOutcome {
-                open_owned: Some("live".into()),
+                open_owned: Some(Trigger::Live),
                 ..ActionOutcome::new(ActionState::Succeeded)
             },
             &[
@@ -883,7 +932,7 @@ async fn an_ambiguous_action_stays_unfinished_until_reconciled() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&db_path(&dir)).await.unwrap();
     let id = store
-        .begin_action(&new_action(STUDIO_A, Operation::StartRecord, 1_000))
+        .begin_action(&new_action(STUDIO_A, Mutation::StartRecord, 1_000))
         .await
         .unwrap();
     store
@@ -906,7 +955,7 @@ async fn an_ambiguous_action_stays_unfinished_until_reconciled() {
         .finish_action(
             id,
             &ActionOutcome {
-                open_owned: Some("live".into()),
+                open_owned: Some(Trigger::Live),
                 ..ActionOutcome::new(ActionState::Reconciled)
             },
             &[record(30, STUDIO_A, "RECORDING", 1_050, None, None)],
@@ -931,19 +980,19 @@ async fn each_channel_has_at_most_one_open_owned_recording_and_one_open_manual_c
     let store = Store::open(&db_path(&dir)).await.unwrap();
     assert!(
         store
-            .open_owned_recording(STUDIO_A, "live", None, 1)
+            .open_owned_recording(STUDIO_A, &Trigger::Live, None, 1)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .open_owned_recording(STUDIO_A, "manual", None, 2)
+            .open_owned_recording(STUDIO_A, &Trigger::Manual, None, 2)
             .await
             .unwrap()
     );
     assert!(
         store
-            .open_owned_recording(STUDIO_B, "manual", None, 2)
+            .open_owned_recording(STUDIO_B, &Trigger::Manual, None, 2)
             .await
             .unwrap()
     );
@@ -961,7 +1010,7 @@ async fn each_channel_has_at_most_one_open_owned_recording_and_one_open_manual_c
     );
     assert!(
         store
-            .open_owned_recording(STUDIO_A, "live", None, 5)
+            .open_owned_recording(STUDIO_A, &Trigger::Live, None, 5)
             .await
             .unwrap()
     );
@@ -996,7 +1045,7 @@ async fn pruning_removes_old_finished_actions_and_events_but_never_records() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&db_path(&dir)).await.unwrap();
     let old_done = store
-        .begin_action(&new_action(STUDIO_A, Operation::StopRecord, 100))
+        .begin_action(&new_action(STUDIO_A, Mutation::StopRecord, 100))
         .await
         .unwrap();
     store
@@ -1009,18 +1058,18 @@ async fn pruning_removes_old_finished_actions_and_events_but_never_records() {
         .await
         .unwrap();
     let old_pending = store
-        .begin_action(&new_action(STUDIO_B, Operation::StartRecord, 100))
+        .begin_action(&new_action(STUDIO_B, Mutation::StartRecord, 100))
         .await
         .unwrap();
     let old_owner = store
-        .begin_action(&new_action(AUTO_C, Operation::StartRecord, 100))
+        .begin_action(&new_action(AUTO_C, Mutation::StartRecord, 100))
         .await
         .unwrap();
     store
         .finish_action(
             old_owner,
             &ActionOutcome {
-                open_owned: Some("live".into()),
+                open_owned: Some(Trigger::Live),
                 ..ActionOutcome::new(ActionState::Succeeded)
             },
             &[],
@@ -1029,14 +1078,14 @@ async fn pruning_removes_old_finished_actions_and_events_but_never_records() {
         .await
         .unwrap();
     let recent = store
-        .begin_action(&new_action(STUDIO_A, Operation::StartRecord, 5_000))
+        .begin_action(&new_action(STUDIO_A, Mutation::StartRecord, 5_000))
         .await
         .unwrap();
     for at in [100, 5_000] {
         store
             .add_event(&NewEvent {
                 at,
-                kind: EventKind::Other("note".into()),
+                kind: EventKind::Tracked,
                 channel_id: None,
                 record_id: None,
                 message: format!("at {at}"),
@@ -1058,7 +1107,7 @@ async fn pruning_removes_old_finished_actions_and_events_but_never_records() {
     assert_eq!(store.record_history(1).await.unwrap().len(), 1);
     let events = store.events_since(0).await.unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, EventKind::Other("note".into()));
+    assert_eq!(events[0].kind, "tracked");
     store.close().await;
 }
 

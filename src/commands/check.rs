@@ -1,5 +1,5 @@
 //! `lsrecd check [--next N] [--from TIME] [--json]`: validate the configuration and print the
-//! next fire times of every schedule in its own time zone (PRODUCT.md §5).
+//! next fire times of every schedule in its own time zone.
 //!
 //! Exit codes: 0 valid, 78 invalid configuration (each problem as `FILE:LINE:COL: KEY: MESSAGE`
 //! on stderr), 2 when `--from` is not RFC 3339.

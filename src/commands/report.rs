@@ -10,11 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, RecordsArgs, StatusArgs};
+use crate::config::DEFAULT_DATABASE;
 use crate::exit::{CommandError, FAILURE};
 use crate::store::{RecordFilter, RecordRow, StatusReport, Store, StoreError};
-
-/// The database path when neither the configuration nor `LSRECD_DATABASE` names one.
-pub const DEFAULT_DATABASE: &str = "/var/lib/lsrecd/lsrecd.db";
 
 /// Environment variable that overrides `[daemon].database`.
 pub const DATABASE_ENV: &str = "LSRECD_DATABASE";

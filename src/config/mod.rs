@@ -1,4 +1,5 @@
-//! Configuration: the TOML contract of PRODUCT.md §4, parsed once into typed values.
+//! Configuration: the TOML file documented key by key in `config.toml.example`, parsed once
+//! into typed values.
 //!
 //! [`Config::load`] reads the file, rejects unknown keys, checks every value and returns typed
 //! settings (`Duration`, `Tz`, [`CronSchedule`], [`Secret`]), or a [`ConfigError`] listing each
@@ -57,6 +58,8 @@ use crate::secret::Secret;
 pub const DEFAULT_ENDPOINT: &str = "https://livestation.apigw.ntruss.com";
 /// Default `api.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `api.landing_margin`.
+pub const DEFAULT_LANDING_MARGIN: Duration = Duration::from_secs(5);
 /// Default `api.max_rps`.
 pub const DEFAULT_MAX_RPS: f64 = 5.0;
 /// Default `daemon.database`.
@@ -116,6 +119,11 @@ pub struct ApiConfig {
     pub secret_key_source: KeySource,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// How long after `timeout` a request without a clear answer may still take effect at
+    /// Live Station (a backend can apply a request after the gateway gave up on it). Nothing
+    /// is concluded about such a request, and nothing sent in its place, before
+    /// `timeout + landing_margin` after it left.
+    pub landing_margin: Duration,
     /// Client-side rate limit shared by all calls, in requests per second (> 0).
     pub max_rps: f64,
 }

@@ -33,6 +33,7 @@ pub(crate) struct RawApi {
     pub secret_key: Leaf<String>,
     pub secret_key_file: Leaf<String>,
     pub timeout: Leaf<Value>,
+    pub landing_margin: Leaf<Value>,
     pub max_rps: Leaf<Value>,
 }
 

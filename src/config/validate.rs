@@ -300,6 +300,12 @@ impl Validator<'_> {
             }),
         };
         let timeout = self.duration(&raw.timeout, "api.timeout", DEFAULT_TIMEOUT, Min::AboveZero);
+        let landing_margin = self.duration(
+            &raw.landing_margin,
+            "api.landing_margin",
+            DEFAULT_LANDING_MARGIN,
+            Min::Zero,
+        );
         let max_rps = match &raw.max_rps {
             None => DEFAULT_MAX_RPS,
             Some(leaf) => {
@@ -353,6 +359,7 @@ impl Validator<'_> {
             access_key_source,
             secret_key_source,
             timeout,
+            landing_margin,
             max_rps,
         })
     }

@@ -1,5 +1,5 @@
 //! The API Gateway in front of Live Station: signature v2 verification and the gateway's own
-//! error answers (livestation-api.md §1.4), plus the headers every answer carries.
+//! error answers (ARCHITECTURE.md §11), plus the headers every answer carries.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,4 +1,4 @@
-//! A faithful local Live Station for tests, the demo and benchmarks (PRODUCT.md §8).
+//! A faithful local Live Station for tests, the demo and benchmarks.
 //!
 //! It serves the endpoints lsrecd uses under both prefixes, `/api/v2` (region `KR`) and
 //! `/api/fin-v2` (`FKR`), with the documented JSON shapes, behind an emulated API Gateway.

@@ -1,5 +1,5 @@
 //! What the emulator is configured with: keys, record lifecycle timing, and the answers it gives
-//! where the real API is undocumented (livestation-api.md §7).
+//! where the real API is undocumented (ARCHITECTURE.md §11, "Uncertain").
 
 use std::fmt;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! is an argument, so every rule is a table-driven test.
 
 use crate::livestation::ChannelStatus;
-pub use crate::store::OccurrenceState;
+pub use crate::store::{OccurrenceReason, OccurrenceState, Trigger};
 
 /// Why a channel should be recording.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,12 +17,12 @@ pub enum ClaimSource {
 }
 
 impl ClaimSource {
-    /// The `actions.trigger` text: `live`, `schedule:<name>`, `manual`.
-    pub fn trigger(&self) -> String {
+    /// The trigger journaled for a start made for this claim.
+    pub fn trigger(&self) -> Trigger {
         match self {
-            ClaimSource::Live => "live".to_string(),
-            ClaimSource::Schedule { name, .. } => format!("schedule:{name}"),
-            ClaimSource::Manual => "manual".to_string(),
+            ClaimSource::Live => Trigger::Live,
+            ClaimSource::Schedule { name, .. } => Trigger::Schedule(name.clone()),
+            ClaimSource::Manual => Trigger::Manual,
         }
     }
 
@@ -58,12 +58,14 @@ pub struct Observed {
     pub status: ChannelStatus,
     pub is_recording: bool,
     pub immediate_on_air: bool,
+    /// Since when the channel has been seen publishing without a break.
+    pub live_since: Option<i64>,
 }
 
 /// A recording lsrecd itself started and has not seen end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owned {
-    pub trigger: String,
+    pub trigger: Trigger,
     pub started_at: i64,
 }
 
@@ -79,8 +81,6 @@ pub struct ChannelState {
     /// Claims that began at or before this instant are spent: a `max_duration` cap ended the
     /// recording they asked for, and restarting would defeat the cap.
     pub spent_before: Option<i64>,
-    /// An action is running, waiting for its retry, or being reconciled: decide nothing new.
-    pub busy: bool,
     /// A start was rejected (4xx) and the observation has not changed since: do not retry.
     pub start_blocked: bool,
 }
@@ -108,9 +108,12 @@ impl StopReason {
 pub enum Decision {
     /// Call startRecord. `deadline` is the latest end of the active claims (no retry past it).
     Start {
-        trigger: String,
+        trigger: Trigger,
         occurrence_id: Option<i64>,
         deadline: Option<i64>,
+        /// Since when the claim has wanted this recording: the later of the claim's start and
+        /// the start of the publishing session (the time to recording is counted from here).
+        since: i64,
     },
     /// Call stopRecord on a recording lsrecd started.
     Stop { reason: StopReason },
@@ -118,7 +121,7 @@ pub enum Decision {
     Release,
 }
 
-/// The one decision rule (PRODUCT.md §1): start when a claim is active, the channel publishes and
+/// The one decision rule (ARCHITECTURE.md §4): start when a claim is active, the channel publishes and
 /// is not recording; stop only what lsrecd started once no claim is left or `max_duration` passed;
 /// never start an `immediateOnAir` channel; never touch a recording lsrecd did not start.
 pub fn decide(ch: &ChannelState, now: i64) -> Option<Decision> {
@@ -132,9 +135,6 @@ pub fn decide(ch: &ChannelState, now: i64) -> Option<Decision> {
     if let Some(owned) = &ch.owned {
         if !observed.is_recording {
             return Some(Decision::Release);
-        }
-        if ch.busy {
-            return None;
         }
         if let Some(max) = ch.max_duration_ms
             && now >= owned.started_at.saturating_add(max)
@@ -152,7 +152,6 @@ pub fn decide(ch: &ChannelState, now: i64) -> Option<Decision> {
     }
 
     if active.is_empty()
-        || ch.busy
         || ch.start_blocked
         || !observed.status.is_live()
         || observed.is_recording
@@ -171,6 +170,9 @@ pub fn decide(ch: &ChannelState, now: i64) -> Option<Decision> {
     };
     Some(Decision::Start {
         trigger: chosen.source.trigger(),
+        since: observed
+            .live_since
+            .map_or(chosen.start, |l| l.max(chosen.start)),
         occurrence_id: match &chosen.source {
             ClaimSource::Schedule { occurrence_id, .. } => Some(*occurrence_id),
             _ => None,
@@ -188,7 +190,7 @@ pub struct Occurrence {
     pub window_end: Option<i64>,
 }
 
-/// The next state of an open occurrence, with its `detail`, or `None` to stay.
+/// The next state of an open occurrence, with its reason and `detail`, or `None` to stay.
 ///
 /// - `PENDING` becomes `ARMED` at its fire time — unless the fire time passed while lsrecd was
 ///   not running (`fire_time < up_since`) and it came back more than `catch_up` later, or after
@@ -206,7 +208,7 @@ pub fn advance_occurrence(
     catch_up_ms: i64,
     up_since: i64,
     now: i64,
-) -> Option<(OccurrenceState, String)> {
+) -> Option<(OccurrenceState, OccurrenceReason, String)> {
     let window_over = occ.window_end.is_some_and(|end| now >= end);
     let live = observed.is_some_and(|o| o.status.is_live());
     let recording = observed.is_some_and(|o| o.is_recording);
@@ -216,6 +218,7 @@ pub fn advance_occurrence(
             if occ.fire_time < up_since && (late > catch_up_ms || window_over) {
                 Some((
                     OccurrenceState::Missed,
+                    OccurrenceReason::Down,
                     format!(
                         "lsrecd was not running at the fire time and came back {} later ({})",
                         human_ms(late),
@@ -229,21 +232,32 @@ pub fn advance_occurrence(
             } else if window_over {
                 Some((
                     OccurrenceState::Missed,
+                    OccurrenceReason::NotLive,
                     "window ended before it was armed".to_string(),
                 ))
             } else {
-                Some((OccurrenceState::Armed, "fire time reached".to_string()))
+                Some((
+                    OccurrenceState::Armed,
+                    OccurrenceReason::FireTime,
+                    "fire time reached".to_string(),
+                ))
             }
         }
-        OccurrenceState::Armed if window_over => Some((
-            OccurrenceState::Missed,
-            match observed {
-                None => "channel was not returned by the API during the window".to_string(),
-                Some(_) => "channel was not publishing during the window".to_string(),
-            },
-        )),
+        OccurrenceState::Armed if window_over => Some(match observed {
+            None => (
+                OccurrenceState::Missed,
+                OccurrenceReason::NotObserved,
+                "channel was not returned by the API during the window".to_string(),
+            ),
+            Some(_) => (
+                OccurrenceState::Missed,
+                OccurrenceReason::NotLive,
+                "channel was not publishing during the window".to_string(),
+            ),
+        }),
         OccurrenceState::Armed if recording && live => Some((
             OccurrenceState::Recording,
+            OccurrenceReason::Recording,
             "channel is recording".to_string(),
         )),
         OccurrenceState::Armed
@@ -251,17 +265,21 @@ pub fn advance_occurrence(
         {
             Some((
                 OccurrenceState::Missed,
+                OccurrenceReason::NotLive,
                 format!(
                     "channel was not publishing within catch_up ({}) of the fire time",
                     human_ms(catch_up_ms)
                 ),
             ))
         }
-        OccurrenceState::Recording if window_over => {
-            Some((OccurrenceState::Completed, "window ended".to_string()))
-        }
+        OccurrenceState::Recording if window_over => Some((
+            OccurrenceState::Completed,
+            OccurrenceReason::WindowEnded,
+            "window ended".to_string(),
+        )),
         OccurrenceState::Recording if occ.window_end.is_none() && !live => Some((
             OccurrenceState::Completed,
+            OccurrenceReason::StreamEnded,
             "channel stopped publishing".to_string(),
         )),
         _ => None,
@@ -285,6 +303,7 @@ mod tests {
             status: ChannelStatus::Publishing,
             is_recording: recording,
             immediate_on_air: false,
+            live_since: Some(0),
         })
     }
 
@@ -293,6 +312,7 @@ mod tests {
             status: ChannelStatus::Ready,
             is_recording: false,
             immediate_on_air: false,
+            live_since: Some(0),
         })
     }
 
@@ -304,7 +324,6 @@ mod tests {
             claims: vec![],
             max_duration_ms: None,
             spent_before: None,
-            busy: false,
             start_blocked: false,
         }
     }
@@ -330,7 +349,7 @@ mod tests {
 
     fn owned(started_at: i64) -> Option<Owned> {
         Some(Owned {
-            trigger: "live".into(),
+            trigger: Trigger::Live,
             started_at,
         })
     }
@@ -344,9 +363,10 @@ mod tests {
             want: Option<Decision>,
         }
         let start_live = Some(Decision::Start {
-            trigger: "live".into(),
+            trigger: Trigger::Live,
             occurrence_id: None,
             deadline: None,
+            since: 0,
         });
         let cases = vec![
             Case {
@@ -390,17 +410,8 @@ mod tests {
                         status: ChannelStatus::Publishing,
                         is_recording: false,
                         immediate_on_air: true,
+                        live_since: Some(0),
                     }))
-                },
-                now: 10,
-                want: None,
-            },
-            Case {
-                name: "busy channel decides nothing new",
-                state: ChannelState {
-                    claims: vec![live_claim(0)],
-                    busy: true,
-                    ..base(live(false))
                 },
                 now: 10,
                 want: None,
@@ -433,9 +444,10 @@ mod tests {
                 },
                 now: 5,
                 want: Some(Decision::Start {
-                    trigger: "schedule:news".into(),
+                    trigger: Trigger::Schedule("news".into()),
                     occurrence_id: Some(7),
                     deadline: Some(60 * MIN),
+                    since: 0,
                 }),
             },
             Case {
@@ -446,9 +458,10 @@ mod tests {
                 },
                 now: 5,
                 want: Some(Decision::Start {
-                    trigger: "schedule:news".into(),
+                    trigger: Trigger::Schedule("news".into()),
                     occurrence_id: Some(7),
                     deadline: None,
+                    since: 0,
                 }),
             },
             Case {
@@ -524,9 +537,10 @@ mod tests {
                 },
                 now: 41 * MIN,
                 want: Some(Decision::Start {
-                    trigger: "schedule:news".into(),
+                    trigger: Trigger::Schedule("news".into()),
                     occurrence_id: Some(7),
                     deadline: Some(50 * MIN),
+                    since: 40 * MIN,
                 }),
             },
             Case {
@@ -540,14 +554,18 @@ mod tests {
                 want: Some(Decision::Release),
             },
             Case {
-                name: "busy owned channel is not stopped twice",
+                name: "a window that opens after the channel went live counts from the window",
                 state: ChannelState {
-                    owned: owned(0),
-                    busy: true,
-                    ..base(live(true))
+                    claims: vec![schedule(10 * MIN, Some(20 * MIN))],
+                    ..base(live(false))
                 },
-                now: 10,
-                want: None,
+                now: 11 * MIN,
+                want: Some(Decision::Start {
+                    trigger: Trigger::Schedule("news".into()),
+                    occurrence_id: Some(7),
+                    deadline: Some(20 * MIN),
+                    since: 10 * MIN,
+                }),
             },
             Case {
                 name: "recording not started by lsrecd is never stopped",
@@ -670,7 +688,7 @@ mod tests {
             ),
         ];
         for (name, o, obs, now, want) in cases {
-            let got = advance_occurrence(&o, obs.as_ref(), 5 * MIN, 0, now).map(|(s, _)| s);
+            let got = advance_occurrence(&o, obs.as_ref(), 5 * MIN, 0, now).map(|(s, _, _)| s);
             assert_eq!(got, want, "{name}");
         }
     }
@@ -689,13 +707,14 @@ mod tests {
             OccurrenceState::Armed,
             "within catch_up"
         );
-        let (state, detail) = at(31 * MIN).unwrap();
+        let (state, reason, detail) = at(31 * MIN).unwrap();
+        assert_eq!(reason, OccurrenceReason::Down);
         assert_eq!(state, OccurrenceState::Missed);
         assert_eq!(
             detail,
             "lsrecd was not running at the fire time and came back 21m later (beyond catch_up 5m)"
         );
-        let (state, detail) = at(71 * MIN).unwrap();
+        let (state, _, detail) = at(71 * MIN).unwrap();
         assert_eq!(state, OccurrenceState::Missed);
         assert!(detail.ends_with("(after the window ended)"), "{detail}");
         // Fired while running but handled late (a slow tick): still armed.
@@ -710,7 +729,9 @@ mod tests {
             fire_time: 0,
             window_end: None,
         };
-        let (_, detail) = advance_occurrence(&o, ready().as_ref(), 5 * MIN, 0, 6 * MIN).unwrap();
+        let (_, reason, detail) =
+            advance_occurrence(&o, ready().as_ref(), 5 * MIN, 0, 6 * MIN).unwrap();
+        assert_eq!(reason, OccurrenceReason::NotLive);
         assert_eq!(
             detail,
             "channel was not publishing within catch_up (5m) of the fire time"

@@ -8,79 +8,99 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::livestation::RecordStatus;
-use crate::store::{ActionOutcome, ActionState, NewAction, Operation};
+use crate::config::Config;
+use crate::livestation::{LiveStation, RecordStatus};
+use crate::store::{ActionOutcome, ActionState, EventKind, Mutation, NewAction, Trigger};
 
 use super::decide::human_ms;
-use super::{Engine, EngineError};
+use super::view::ChannelView;
+use super::{Ctx, EngineError};
 
-/// Reads the records of every channel that needs it now (or all unfinished ones when the record
-/// poll interval has passed, or `all` is set) and stores them.
-pub(crate) async fn follow_records(
-    engine: &mut Engine,
-    now: i64,
-    all: bool,
-) -> Result<(), EngineError> {
-    let interval = engine.config.daemon.record_poll_interval.as_millis() as i64;
-    let due = all || engine.last_record_poll.is_none_or(|t| now - t >= interval);
-    let mut channels: BTreeSet<String> = engine
-        .memory
-        .iter()
-        .filter(|(_, m)| m.follow_now)
-        .map(|(id, _)| id.clone())
-        .collect();
-    if due {
-        channels.extend(engine.store.channels_with_unfinished_records().await?);
-        engine.last_record_poll = Some(now);
-    }
-    // One configured channel in turn per tick: a recording that began and ended between two
-    // polls (a short stream on an immediateOnAir channel) changes nothing the channel list
-    // shows, and would otherwise never be stored. Every channel is swept within
-    // (configured channels × poll_interval), well inside Live Station's retention.
-    if !all && engine.focus.is_none() && !engine.config.channels.is_empty() {
-        let n = engine.config.channels.len();
-        let id = &engine.config.channels[engine.sweep_next % n].id;
-        engine.sweep_next = (engine.sweep_next + 1) % n;
-        if engine.observed.contains_key(id) {
-            channels.insert(id.clone());
-        }
-    }
-    for channel_id in channels {
-        match engine.client.list_records(&channel_id).await {
-            Ok(reply) => {
-                for s in &reply.value.skipped {
-                    tracing::warn!(channel_id = %channel_id, entry = %s, "record entry could not be read; skipped");
-                }
-                let changes = engine
-                    .store
-                    .upsert_records(&reply.value.records, now)
-                    .await?;
-                for c in changes {
-                    report_change(
-                        engine,
-                        &channel_id,
-                        c.record_id,
-                        c.previous_status.as_deref(),
-                        &c.status,
-                        now,
-                    )
-                    .await?;
-                }
-                if let Some(m) = engine.memory.get_mut(&channel_id) {
-                    m.follow_now = false;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(channel_id = %channel_id, error = %e, "could not read records; will try again");
-                engine.note_api_error(now, Some(&channel_id), &e).await?;
-            }
-        }
-    }
-    Ok(())
+/// What the follow part remembers between ticks.
+#[derive(Debug, Default)]
+pub(crate) struct Follower {
+    /// Channels whose records must be read at the next opportunity.
+    pending: BTreeSet<String>,
+    /// When every channel with unfinished records was last read.
+    last_record_poll: Option<i64>,
+    /// The configured channel the next tick sweeps.
+    sweep_next: usize,
 }
 
-async fn report_change(
-    engine: &Engine,
+impl Follower {
+    /// The channel's records are read at the next opportunity.
+    pub(crate) fn mark(&mut self, channel_id: &str) {
+        self.pending.insert(channel_id.to_string());
+    }
+
+    /// Whether this tick read all unfinished records (the retention guard runs then).
+    pub(crate) fn polled_at(&self, now: i64) -> bool {
+        self.last_record_poll == Some(now)
+    }
+
+    /// Reads the records of every channel that needs it now (or all unfinished ones when the
+    /// record poll interval has passed, or `all` is set) and stores them. With `sweep`, one
+    /// configured channel in turn is read too: a recording that began and ended between two
+    /// polls (a short stream on an immediateOnAir channel) changes nothing the channel list
+    /// shows, and would otherwise never be stored. Every channel is swept within (configured
+    /// channels × poll_interval), well inside Live Station's retention.
+    pub(crate) async fn follow<A: LiveStation>(
+        &mut self,
+        ctx: &Ctx<'_, A>,
+        config: &Config,
+        view: &ChannelView,
+        now: i64,
+        all: bool,
+        sweep: bool,
+    ) -> Result<(), EngineError> {
+        let interval = config.daemon.record_poll_interval.as_millis() as i64;
+        let due = all || self.last_record_poll.is_none_or(|t| now - t >= interval);
+        let mut channels = self.pending.clone();
+        if due {
+            channels.extend(ctx.store.channels_with_unfinished_records().await?);
+            self.last_record_poll = Some(now);
+        }
+        if sweep && !config.channels.is_empty() {
+            let n = config.channels.len();
+            let id = &config.channels[self.sweep_next % n].id;
+            self.sweep_next = (self.sweep_next + 1) % n;
+            if view.get(id).is_some() {
+                channels.insert(id.clone());
+            }
+        }
+        for channel_id in channels {
+            match ctx.api.list_records(&channel_id).await {
+                Ok(reply) => {
+                    ctx.notes.api_answered();
+                    for s in &reply.value.skipped {
+                        tracing::warn!(channel_id = %channel_id, entry = %s, "record entry could not be read; skipped");
+                    }
+                    let changes = ctx.store.upsert_records(&reply.value.records, now).await?;
+                    for c in changes {
+                        report_change(
+                            ctx,
+                            &channel_id,
+                            c.record_id,
+                            c.previous_status.as_deref(),
+                            &c.status,
+                            now,
+                        )
+                        .await?;
+                    }
+                    self.pending.remove(&channel_id);
+                }
+                Err(e) => {
+                    tracing::warn!(channel_id = %channel_id, error = %e, "could not read records; will try again");
+                    ctx.notes.api_error(now, Some(&channel_id), &e).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn report_change<A: LiveStation>(
+    ctx: &Ctx<'_, A>,
     channel_id: &str,
     record_id: i64,
     old: Option<&str>,
@@ -90,7 +110,7 @@ async fn report_change(
     let status = RecordStatus::parse(new);
     if old.is_none()
         && status == RecordStatus::Recording
-        && !engine
+        && !ctx
             .store
             .owned_recordings_open()
             .await?
@@ -99,10 +119,10 @@ async fn report_change(
     {
         // A recording lsrecd did not start (immediateOnAir, the console): followed, never
         // stopped by lsrecd.
-        engine
+        ctx.notes
             .event(
                 now,
-                "tracked",
+                EventKind::Tracked,
                 Some(channel_id),
                 Some(record_id),
                 &format!("record {record_id} is recording, started by Live Station or elsewhere; lsrecd follows it and will not stop it"),
@@ -118,10 +138,10 @@ async fn report_change(
     );
     match status {
         RecordStatus::TransferFinish => {
-            engine
+            ctx.notes
                 .event(
                     now,
-                    "uploaded",
+                    EventKind::Uploaded,
                     Some(channel_id),
                     Some(record_id),
                     &format!("record {record_id} is in object storage (TRANSFER_FINISH)"),
@@ -129,10 +149,10 @@ async fn report_change(
                 .await
         }
         RecordStatus::ProcessingFail => {
-            engine
+            ctx.notes
                 .event(
                     now,
-                    "failed",
+                    EventKind::Failed,
                     Some(channel_id),
                     Some(record_id),
                     &format!("record {record_id}: Live Station could not process the recording (PROCESSING_FAIL)"),
@@ -140,10 +160,10 @@ async fn report_change(
                 .await
         }
         RecordStatus::TransferFail => {
-            engine
+            ctx.notes
                 .event(
                     now,
-                    "upload_failed",
+                    EventKind::UploadFailed,
                     Some(channel_id),
                     Some(record_id),
                     &format!("record {record_id}: the transfer to object storage failed (TRANSFER_FAIL); it can be uploaded again before it is deleted"),
@@ -152,10 +172,10 @@ async fn report_change(
         }
         RecordStatus::Deleted if old.is_some() => {
             // Reached only without TRANSFER_FINISH: the temporary file is gone, never uploaded.
-            engine
+            ctx.notes
                 .event(
                     now,
-                    "failed",
+                    EventKind::Failed,
                     Some(channel_id),
                     Some(record_id),
                     &format!("record {record_id} was deleted by Live Station's retention before it was uploaded"),
@@ -168,20 +188,22 @@ async fn report_change(
 
 /// Warns once per record about an upcoming deletion of a file not uploaded, and requests the
 /// upload when a bucket is configured. Runs at the record poll cadence.
-pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(), EngineError> {
-    if engine.last_record_poll != Some(now) {
-        return Ok(());
-    }
-    let warn_before = engine.config.retention.warn_before.as_millis() as i64;
-    for r in engine.store.expiring_unwarned(now, warn_before).await? {
+pub(crate) async fn retention_guard<A: LiveStation>(
+    ctx: &Ctx<'_, A>,
+    config: &Config,
+    follower: &mut Follower,
+    now: i64,
+) -> Result<(), EngineError> {
+    let warn_before = config.retention.warn_before.as_millis() as i64;
+    for r in ctx.store.expiring_unwarned(now, warn_before).await? {
         let left = r
             .should_delete_time
             .map(|t| human_ms(t - now))
             .unwrap_or_default();
-        engine
+        ctx.notes
             .event(
                 now,
-                "expiring",
+                EventKind::Expiring,
                 Some(&r.channel_id),
                 Some(r.record_id),
                 &format!(
@@ -190,38 +212,38 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                 ),
             )
             .await?;
-        if let Some(m) = &engine.metrics {
+        if let Some(m) = ctx.notes.metrics() {
             m.retention_warning();
         }
-        engine.store.mark_expiry_warned(r.record_id, now).await?;
+        ctx.store.mark_expiry_warned(r.record_id, now).await?;
     }
-    let Some(bucket) = engine.config.retention.upload_bucket.clone() else {
+    let Some(bucket) = config.retention.upload_bucket.as_deref() else {
         return Ok(());
     };
     let mut by_channel: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for r in engine.store.uploadable_expiring(now, warn_before).await? {
+    for r in ctx.store.uploadable_expiring(now, warn_before).await? {
         by_channel
             .entry(r.channel_id.clone())
             .or_default()
             .push(r.record_id);
     }
     for (channel_id, ids) in by_channel {
-        let action_id = engine
+        let action_id = ctx
             .store
             .begin_action(&NewAction {
                 channel_id: channel_id.clone(),
-                operation: Operation::Upload,
-                trigger: "retention".to_string(),
+                operation: Mutation::Upload,
+                trigger: Trigger::Retention,
                 attempt: 1,
                 occurrence_id: None,
                 record_ids: ids.clone(),
                 now,
             })
             .await?;
-        match engine.client.upload(&bucket, &ids, None).await {
+        match ctx.api.upload(bucket, &ids).await {
             Ok(_) => {
-                engine
-                    .store
+                ctx.notes.api_answered();
+                ctx.store
                     .finish_action(
                         action_id,
                         &ActionOutcome {
@@ -232,21 +254,16 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                         now,
                     )
                     .await?;
-                engine.store.mark_upload_requested(&ids, now).await?;
-                engine
-                    .memory
-                    .entry(channel_id.clone())
-                    .or_default()
-                    .follow_now = true;
-                engine
-                    .event(now, "upload_requested", Some(&channel_id), ids.first().copied(), &format!(
+                ctx.store.mark_upload_requested(&ids, now).await?;
+                follower.mark(&channel_id);
+                ctx.notes
+                    .event(now, EventKind::UploadRequested, Some(&channel_id), ids.first().copied(), &format!(
                         "upload of records {ids:?} to bucket {bucket} requested before Live Station deletes them"
                     ))
                     .await?;
             }
             Err(e) => {
-                engine
-                    .store
+                ctx.store
                     .finish_action(
                         action_id,
                         &ActionOutcome {
@@ -259,10 +276,10 @@ pub(crate) async fn retention_guard(engine: &mut Engine, now: i64) -> Result<(),
                         now,
                     )
                     .await?;
-                engine
+                ctx.notes
                     .event(
                         now,
-                        "upload_failed",
+                        EventKind::UploadFailed,
                         Some(&channel_id),
                         ids.first().copied(),
                         &format!("upload of records {ids:?} to bucket {bucket} failed: {e}; trying again at the next record poll"),

@@ -1,39 +1,64 @@
-//! The engine: observe, desire, act, follow (PRODUCT.md §1–2).
+//! The engine: observe, desire, act, follow.
 //!
-//! One [`Engine::tick`] is one unit of work: read every channel (one call per 100), store what
-//! changed, move schedule occurrences along, derive each configured channel's claims, decide
-//! ([`decide::decide`]) and act through the journal ([`act`]), then follow records and guard
-//! retention ([`follow`]). [`Engine::run`] repeats ticks at `poll_interval`, sooner when a schedule
-//! fires, a retry falls due or a callback hints at a channel.
+//! One [`Engine::tick`] is one unit of work, the whole pipeline in order:
+//!
+//! 1. write outcomes a failing database could not take before ([`actions`]);
+//! 2. observe: read every channel (one call per 100) into the [`view`], store what changed,
+//!    and let each observation settle unclear requests ([`actions`]);
+//! 3. move schedule occurrences along ([`occurrences`]);
+//! 4. derive each configured channel's claims ([`claims`]), decide ([`decide::decide`], pure)
+//!    and act through the journal ([`actions`]);
+//! 5. follow records and guard retention ([`follow`]).
+//!
+//! [`Engine::run`] repeats ticks at `poll_interval`, sooner when a schedule fires, a retry or a
+//! window end falls due, or a callback hints at a channel.
+//!
+//! Each part owns its state and is handed only what it needs through [`Ctx`] (the API, the
+//! store, [`notes`] for events and metrics, the tick's clock). Time comes from the edge: `now`
+//! is read once per tick and passed down; requests are stamped with `now` plus the monotonic
+//! time elapsed since, so a test that passes its own `now` controls every timestamp.
 //!
 //! - [`decide`]: the pure decision rule and occurrence state machine.
 //! - [`retry`]: backoff timing.
-//! - [`act`]: startRecord/stopRecord with intent first, reconciliation of ambiguous outcomes.
+//! - [`view`]: the channels as last observed, with when.
+//! - [`claims`]: why each channel should be recording.
+//! - [`actions`]: startRecord/stopRecord with intent first; unclear outcomes settled by
+//!   observation; one story per outage.
 //! - [`follow`]: record polling and the retention guard.
 //! - [`occurrences`]: schedule occurrences from fire times, with catch-up after downtime.
+//! - [`notes`]: events, metrics, once-only alerts.
 //! - [`timer`]: tokio-cron-scheduler jobs that wake the engine at fire times.
 //! - [`lock`]: the database lock that keeps one engine per database.
 
-pub mod act;
+pub mod actions;
+pub mod claims;
 pub mod decide;
 pub mod follow;
 pub mod lock;
+pub mod notes;
 pub mod occurrences;
 pub mod retry;
 pub mod timer;
+pub mod view;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::livestation::{Channel, Client};
-use crate::store::{EventKind, NewEvent, Store};
+use crate::livestation::{ApiError, Client, LiveStation};
+use crate::store::{EventKind, Store};
 
-use self::decide::{ChannelState, Claim, ClaimSource, Decision, Observed, Owned};
+use self::actions::{Actions, Applied, Landing};
+use self::claims::Claims;
+use self::decide::Decision;
+use self::follow::Follower;
+use self::notes::Notes;
 use self::retry::RetryPolicy;
+use self::view::{Change, ChannelView};
 
 /// Something that should make the engine look now rather than at the next poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,9 +71,9 @@ pub enum Wake {
 
 /// A configuration reload for a running engine: the new configuration, and a new API client
 /// when `[api]` changed.
-pub struct Reload {
+pub struct Reload<A = Client> {
     pub config: Arc<Config>,
-    pub client: Option<Client>,
+    pub client: Option<A>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, read at the edge and passed down as `now`.
@@ -72,180 +97,223 @@ pub struct TickReport {
     pub recording: usize,
     pub starts: usize,
     pub stops: usize,
+    /// Configured channels a claim wants recording that are not recording.
+    pub unrecorded: usize,
 }
 
-/// What the engine remembers about a channel between ticks (the database holds the rest).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ChannelMemory {
-    /// When the current publishing session was first observed.
-    pub live_since: Option<i64>,
-    /// A start or stop waiting for its next attempt.
-    pub retry: Option<act::RetryState>,
-    /// A start was rejected or gave up while the channel looked like this; no new start until it
-    /// changes (or the block's time passes).
-    pub start_blocked_on: Option<act::StartBlock>,
-    /// Claims that began at or before this instant were ended by `max_duration`.
-    pub spent_before: Option<i64>,
-    /// Records of this channel must be read at the next opportunity.
-    pub follow_now: bool,
+/// The tick's clock: `now` as passed in, and the monotonic instant it corresponds to.
+pub(crate) struct TickClock {
+    now: i64,
+    origin: Instant,
 }
 
-/// The engine. Holds the configuration, the API client and the store; see the module doc.
-pub struct Engine {
-    pub(crate) config: Arc<Config>,
-    pub(crate) client: Client,
-    pub(crate) store: Store,
-    pub(crate) policy: RetryPolicy,
+impl TickClock {
+    fn new(now: i64) -> TickClock {
+        TickClock {
+            now,
+            origin: Instant::now(),
+        }
+    }
+
+    /// Engine time now: `now` plus the time elapsed in the tick.
+    pub(crate) fn stamp(&self) -> i64 {
+        self.at(Instant::now())
+    }
+
+    /// Engine time of a monotonic instant of this tick.
+    pub(crate) fn at(&self, instant: Instant) -> i64 {
+        let elapsed = instant.saturating_duration_since(self.origin).as_millis();
+        self.now
+            .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX / 4))
+    }
+}
+
+/// What the parts of the engine are handed: everything shared, nothing of each other's state.
+pub(crate) struct Ctx<'a, A> {
+    pub api: &'a A,
+    pub store: &'a Store,
+    pub notes: &'a Notes,
+    pub clock: &'a TickClock,
+}
+
+/// The engine. Generic over the Live Station it talks to (the HTTP [`Client`] in production,
+/// an in-memory double in unit tests); see the module doc.
+pub struct Engine<A: LiveStation = Client> {
+    config: Arc<Config>,
+    api: A,
+    store: Store,
+    notes: Notes,
     /// When this engine started: occurrences that fired before were missed while down.
-    pub(crate) up_since: i64,
-    pub(crate) memory: HashMap<String, ChannelMemory>,
-    /// The last full observation, by channel id.
-    pub(crate) observed: HashMap<String, Channel>,
-    pub(crate) last_record_poll: Option<i64>,
-    pub(crate) metrics: Option<crate::service::metrics::Metrics>,
+    up_since: i64,
     /// Act on this channel only (a one-shot `lsrecd start|stop` while no daemon runs).
-    pub(crate) focus: Option<String>,
-    /// Credentials are being refused: alerted once, quiet until a call succeeds again.
-    pub(crate) auth_failing: bool,
-    /// The local clock is off from the gateway's by more than a minute: alerted once.
-    pub(crate) skew_alerted: bool,
-    /// The next window end or `max_duration` cap: a tick is due then, not at the next poll.
-    pub(crate) next_deadline: Option<i64>,
+    focus: Option<String>,
+    view: ChannelView,
+    claims: Claims,
+    actions: Actions,
+    follower: Follower,
     /// When actions and events were last pruned.
-    pub(crate) last_prune: Option<i64>,
-    /// The configured channel whose records the next tick sweeps.
-    pub(crate) sweep_next: usize,
+    last_prune: Option<i64>,
 }
 
 /// Wake-ups closer together than this are merged into one tick.
 const MIN_TICK_GAP: Duration = Duration::from_millis(500);
-/// Skew beyond this is an operator event (the gateway refuses 5 minutes).
-const SKEW_ALERT_MS: i64 = 60_000;
 /// How often old actions and events are pruned.
 const PRUNE_EVERY_MS: i64 = 24 * 3600 * 1000;
 
-impl Engine {
+impl<A: LiveStation> Engine<A> {
     /// A new engine. Call [`Engine::reconcile`] before the first [`Engine::tick`].
-    pub fn new(config: Arc<Config>, client: Client, store: Store, now: i64) -> Engine {
-        let policy = policy_of(&config);
+    pub fn new(config: Arc<Config>, api: A, store: Store, now: i64) -> Engine<A> {
         Engine {
+            actions: Actions::new(policy_of(&config), landing_of(&config)),
+            notes: Notes::new(store.clone()),
             config,
-            client,
+            api,
             store,
-            policy,
             up_since: now,
-            memory: HashMap::new(),
-            observed: HashMap::new(),
-            last_record_poll: None,
-            metrics: None,
             focus: None,
-            auth_failing: false,
-            skew_alerted: false,
-            next_deadline: None,
+            view: ChannelView::default(),
+            claims: Claims::default(),
+            follower: Follower::default(),
             last_prune: None,
-            sweep_next: 0,
         }
     }
 
     /// Reports API calls, recordings and occurrences to these metrics.
-    pub fn with_metrics(mut self, metrics: crate::service::metrics::Metrics) -> Engine {
-        self.metrics = Some(metrics);
+    pub fn with_metrics(mut self, metrics: crate::service::metrics::Metrics) -> Engine<A> {
+        self.notes.set_metrics(metrics);
         self
     }
 
     /// Acts on `channel_id` only: used by a one-shot `lsrecd start|stop` when no daemon runs.
-    pub fn focus(mut self, channel_id: &str) -> Engine {
+    pub fn focus(mut self, channel_id: &str) -> Engine<A> {
         self.focus = Some(channel_id.to_string());
         self
     }
 
     /// Replaces the configuration (SIGHUP). Claims of removed schedules end; running recordings
     /// are not stopped by the reload alone — the next tick decides with the new claims.
-    /// With `client`, API calls go through it from now on (the `[api]` section changed).
-    pub fn reload(&mut self, config: Arc<Config>, client: Option<Client>) {
-        if let Some(client) = client {
-            self.client = client;
+    /// With `api`, calls go through it from now on (the `[api]` section changed).
+    pub fn reload(&mut self, config: Arc<Config>, api: Option<A>) {
+        if let Some(api) = api {
+            self.api = api;
         }
-        self.policy = policy_of(&config);
+        self.actions
+            .reconfigure(policy_of(&config), landing_of(&config));
         self.config = config;
     }
 
-    /// Restart = reconcile (PRODUCT.md §2): read all channels and the records of every recording
-    /// channel (and of channels with records not yet final), settle every action left unfinished
-    /// by a previous run, and only then act. Records of a recording that began and ended while
-    /// lsrecd was down are found by the per-tick sweep ([`follow`]) rather than here, so a
-    /// restart with thousands of configured channels is not thousands of calls.
+    /// Restart = reconcile: read all channels, take every action a previous run left
+    /// unfinished as a request that may still land (settled by observations, never resent
+    /// before), and read the records of every recording channel and of channels with records
+    /// not yet final. Records of a recording that began and ended while lsrecd was down are
+    /// found by the per-tick sweep rather than here, so a restart with thousands of configured
+    /// channels is not thousands of calls. Returns false when the API could not be read.
     pub async fn reconcile(&mut self, now: i64) -> Result<bool, EngineError> {
-        let observed = self.observe(now).await?;
-        if !observed {
+        let clock = TickClock::new(now);
+        self.actions.load_unfinished(&self.store, now).await?;
+        let mut report = TickReport::default();
+        if !self.observe(&clock, &mut report, now).await? {
             return Ok(false);
         }
-        act::settle_unfinished_actions(self, now).await?;
-        let to_follow: Vec<String> = self
-            .observed
-            .values()
-            .filter(|c| c.is_recording)
-            .map(|c| c.channel_id.clone())
+        self.observe_unlisted(&clock, &mut report, now).await?;
+        let recording: Vec<String> = self
+            .config
+            .channels
+            .iter()
+            .filter(|c| self.view.get(&c.id).is_some_and(|s| s.channel.is_recording))
+            .map(|c| c.id.clone())
             // A one-shot `lsrecd start|stop` reads its own channel's records too.
             .chain(self.focus.clone())
             .collect();
-        for id in to_follow {
-            self.memory.entry(id).or_default().follow_now = true;
+        for id in recording {
+            self.follower.mark(&id);
         }
         for id in self.store.channels_with_unfinished_records().await? {
-            self.memory.entry(id).or_default().follow_now = true;
+            self.follower.mark(&id);
         }
-        follow::follow_records(self, now, true).await?;
+        let ctx = Ctx {
+            api: &self.api,
+            store: &self.store,
+            notes: &self.notes,
+            clock: &clock,
+        };
+        self.follower
+            .follow(&ctx, &self.config, &self.view, now, true, false)
+            .await?;
         Ok(true)
     }
 
-    /// One unit of work. Returns what it saw and did.
+    /// One unit of work (see the module doc). Returns what it saw and did.
     pub async fn tick(&mut self, now: i64) -> Result<TickReport, EngineError> {
-        let mut report = TickReport {
-            observed: self.observe(now).await?,
-            ..TickReport::default()
-        };
-        occurrences::materialize(self, now).await?;
-        occurrences::advance(self, now).await?;
+        let clock = TickClock::new(now);
+        let mut report = TickReport::default();
+        {
+            let ctx = Ctx {
+                api: &self.api,
+                store: &self.store,
+                notes: &self.notes,
+                clock: &clock,
+            };
+            for (id, applied) in self.actions.flush_unwritten(&ctx).await? {
+                note_applied(
+                    (&mut self.claims, &mut self.follower),
+                    &mut report,
+                    &id,
+                    applied,
+                    now,
+                );
+            }
+        }
+        report.observed = self.observe(&clock, &mut report, now).await?;
         if report.observed {
-            act::due_retries(self, now).await?;
-            let (starts, stops) = self.act_on_decisions(now).await?;
-            report.starts = starts;
-            report.stops = stops;
+            self.observe_unlisted(&clock, &mut report, now).await?;
         }
-        follow::follow_records(self, now, false).await?;
-        follow::retention_guard(self, now).await?;
-        report.channels = self.observed.len();
-        report.recording = self.observed.values().filter(|c| c.is_recording).count();
-        if let Some(m) = &self.metrics {
+        {
+            let ctx = Ctx {
+                api: &self.api,
+                store: &self.store,
+                notes: &self.notes,
+                clock: &clock,
+            };
+            occurrences::materialize(&ctx, &self.config, now).await?;
+            occurrences::advance(&ctx, &self.config, &self.view, self.up_since, now).await?;
+        }
+        if report.observed {
+            self.act(&clock, &mut report, now).await?;
+        }
+        {
+            let ctx = Ctx {
+                api: &self.api,
+                store: &self.store,
+                notes: &self.notes,
+                clock: &clock,
+            };
+            self.follower
+                .follow(
+                    &ctx,
+                    &self.config,
+                    &self.view,
+                    now,
+                    false,
+                    self.focus.is_none(),
+                )
+                .await?;
+            if self.follower.polled_at(now) {
+                follow::retention_guard(&ctx, &self.config, &mut self.follower, now).await?;
+            }
+        }
+        report.channels = self.view.len();
+        report.recording = self.view.recording();
+        if let Some(m) = self.notes.metrics()
+            && report.observed
+        {
             m.set_recordings_active(report.recording as u64);
+            m.set_claims_unrecorded(report.unrecorded as u64);
         }
-        self.watch_skew(now).await?;
+        if let Some(skew) = self.api.clock_skew() {
+            self.notes.clock_skew(now, skew.num_milliseconds()).await?;
+        }
         Ok(report)
-    }
-
-    /// Clock skew: a metric always, an operator event once when it passes a minute (signing
-    /// uses the corrected time, so lsrecd keeps working until the gateway's 5-minute limit
-    /// would be reached without the correction).
-    async fn watch_skew(&mut self, now: i64) -> Result<(), EngineError> {
-        let Some(skew) = self.client.clock_skew() else {
-            return Ok(());
-        };
-        let ms = skew.num_milliseconds();
-        if let Some(m) = &self.metrics {
-            m.set_clock_skew(ms as f64 / 1000.0);
-        }
-        let off = ms.abs() > SKEW_ALERT_MS;
-        if off && !self.skew_alerted {
-            self.event(now, "clock_skew", None, None, &format!(
-                "the local clock is {}s {} the Live Station gateway's; requests are signed with the corrected time, but check NTP",
-                ms.abs() / 1000,
-                if ms > 0 { "behind" } else { "ahead of" }
-            ))
-            .await?;
-        }
-        self.skew_alerted = off;
-        Ok(())
     }
 
     /// Once a day: prune finished actions and events older than `daemon.keep_history`.
@@ -273,7 +341,7 @@ impl Engine {
     pub async fn run(
         mut self,
         mut wakes: mpsc::Receiver<Wake>,
-        mut reloads: mpsc::Receiver<Reload>,
+        mut reloads: mpsc::Receiver<Reload<A>>,
         mut on_beat: impl FnMut(Option<&TickReport>, i64) + Send,
         keepalive: Option<Duration>,
         shutdown: impl std::future::Future<Output = ()>,
@@ -328,7 +396,7 @@ impl Engine {
                     while let Some(w) = wake {
                         tracing::debug!(?w, "woken");
                         if let Wake::Channel(id) = w {
-                            self.memory.entry(id).or_default().follow_now = true;
+                            self.follower.mark(&id);
                         }
                         wake = wakes.try_recv().ok();
                     }
@@ -351,30 +419,36 @@ impl Engine {
 
     /// How long until the next tick: one poll interval after the start of the tick that began
     /// at `tick_started` (so the time a tick takes does not stretch the cycle), or sooner for a
-    /// due retry, a window end or a `max_duration` cap.
+    /// due retry, a request that can no longer land, a window end or a `max_duration` cap.
     fn next_wake_in(&self, tick_started: i64, now: i64) -> Duration {
         let due = self
-            .memory
-            .values()
-            .filter_map(|m| m.retry.as_ref().map(|r| r.next_try_at))
-            .chain(self.next_deadline.filter(|d| *d > now));
+            .actions
+            .next_due()
+            .into_iter()
+            .chain(self.claims.next_deadline().filter(|d| *d > now));
         let next = next_tick_at(tick_started, self.config.daemon.poll_interval, due);
         Duration::from_millis((next - now).clamp(0, i64::MAX) as u64)
     }
 
-    /// Reads every channel (paged), stores what changed, and refreshes the in-memory view.
-    /// Returns false when the API could not be read (nothing is decided on stale data).
-    async fn observe(&mut self, now: i64) -> Result<bool, EngineError> {
-        let reply = match self.client.list_channels().await {
-            Ok(r) => r,
+    /// Reads every channel (paged), stores what changed, refreshes the view and lets the
+    /// observations settle what they can. Returns false when the API could not be read
+    /// (nothing is decided on stale data).
+    async fn observe(
+        &mut self,
+        clock: &TickClock,
+        report: &mut TickReport,
+        now: i64,
+    ) -> Result<bool, EngineError> {
+        let as_of = clock.stamp();
+        let page = match view::read_listing(&self.api).await {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "channel list failed; not acting this tick");
-                self.note_api_error(now, None, &e).await?;
+                self.notes.api_error(now, None, &e).await?;
                 return Ok(false);
             }
         };
-        self.auth_failing = false;
-        let page = reply.value;
+        self.notes.api_answered();
         for skipped in &page.skipped {
             tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
         }
@@ -389,244 +463,192 @@ impl Engine {
             .observe_channels(&page.channels, &configured, now)
             .await?;
         for id in &summary.newly_missing {
-            self.event(
-                now,
-                "channel_missing",
-                Some(id),
-                None,
-                &format!("configured channel {id} was not returned by the Live Station API"),
-            )
-            .await?;
+            self.notes
+                .event(
+                    now,
+                    EventKind::ChannelMissing,
+                    Some(id),
+                    None,
+                    &format!("configured channel {id} was not returned by the Live Station API"),
+                )
+                .await?;
         }
         for id in &summary.back {
-            self.event(
-                now,
-                "channel_back",
-                Some(id),
-                None,
-                &format!("configured channel {id} is returned by the API again"),
-            )
-            .await?;
+            self.notes
+                .event(
+                    now,
+                    EventKind::ChannelBack,
+                    Some(id),
+                    None,
+                    &format!("configured channel {id} is returned by the API again"),
+                )
+                .await?;
         }
-        let mut seen = HashSet::new();
+        let mut listed = HashSet::new();
         for ch in page.channels {
-            seen.insert(ch.channel_id.clone());
-            let prev = self.observed.get(&ch.channel_id);
-            let mem = self.memory.entry(ch.channel_id.clone()).or_default();
-            let live = ch.channel_status.is_live();
-            match (live, mem.live_since) {
-                (true, None) => mem.live_since = Some(now),
-                (false, Some(_)) => mem.live_since = None,
+            listed.insert(ch.channel_id.clone());
+            let recording = ch.is_recording;
+            let id = ch.channel_id.clone();
+            match self.view.apply(ch, as_of, now) {
+                Change::Changed => self.follower.mark(&id),
+                Change::New if recording => self.follower.mark(&id),
                 _ => {}
             }
-            let changed = prev.is_none_or(|p| {
-                p.is_recording != ch.is_recording || p.channel_status != ch.channel_status
-            });
-            if changed && (prev.is_some() || ch.is_recording) {
-                mem.follow_now = true;
-            }
-            if let Some(block) = &mem.start_blocked_on
-                && (block.status.as_str() != ch.channel_status.as_str()
-                    || block.is_recording != ch.is_recording
-                    || block.until.is_some_and(|until| now >= until))
-            {
-                mem.start_blocked_on = None;
-            }
-            self.observed.insert(ch.channel_id.clone(), ch);
         }
-        self.observed.retain(|id, _| seen.contains(id));
-        if let Some(m) = &self.metrics {
+        self.view.retain(&listed);
+        if let Some(m) = self.notes.metrics() {
             m.poll_succeeded(now as f64 / 1000.0);
-            m.set_channels(self.observed.len() as u64);
+            m.set_channels(self.view.len() as u64);
+        }
+        let ctx = Ctx {
+            api: &self.api,
+            store: &self.store,
+            notes: &self.notes,
+            clock,
+        };
+        for id in self.actions.watched() {
+            if let Some(applied) = self
+                .actions
+                .observed(&ctx, &mut self.view, &id, now)
+                .await?
+            {
+                note_applied(
+                    (&mut self.claims, &mut self.follower),
+                    report,
+                    &id,
+                    applied,
+                    now,
+                );
+            }
         }
         Ok(true)
     }
 
-    /// Derives claims, decides for every configured channel, and acts.
-    async fn act_on_decisions(&mut self, now: i64) -> Result<(usize, usize), EngineError> {
-        let states = self.channel_states(now).await?;
-        let (mut starts, mut stops) = (0, 0);
-        for state in states {
-            let Some(decision) = decide::decide(&state, now) else {
-                continue;
-            };
-            match decision {
-                Decision::Start {
-                    trigger,
-                    occurrence_id,
-                    deadline,
-                } => {
-                    let job =
-                        act::Job::start(&state.channel_id, trigger, occurrence_id, deadline, now);
-                    if act::attempt(self, job, now).await? {
-                        starts += 1;
-                    }
-                }
-                Decision::Stop { reason } => {
-                    // Journaled under the trigger that started the recording it ends.
-                    let trigger = state
-                        .owned
-                        .as_ref()
-                        .map(|o| o.trigger.clone())
-                        .unwrap_or_else(|| "reconcile".to_string());
-                    let job = act::Job::stop(&state.channel_id, trigger, reason, now);
-                    if act::attempt(self, job, now).await? {
-                        stops += 1;
-                    }
-                }
-                Decision::Release => {
-                    act::release(self, &state.channel_id, now).await?;
-                }
-            }
-        }
-        Ok((starts, stops))
-    }
-
-    /// The decision inputs of every configured channel.
-    async fn channel_states(&mut self, now: i64) -> Result<Vec<ChannelState>, EngineError> {
-        let owned: HashMap<String, Owned> = self
-            .store
-            .owned_recordings_open()
-            .await?
-            .into_iter()
-            .map(|o| {
-                (
-                    o.channel_id.clone(),
-                    Owned {
-                        trigger: o.trigger,
-                        started_at: o.started_at,
-                    },
-                )
-            })
-            .collect();
-        let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
-        for occ in self.store.open_occurrences().await? {
-            if matches!(
-                occ.state,
-                decide::OccurrenceState::Armed | decide::OccurrenceState::Recording
-            ) {
-                claims
-                    .entry(occ.channel_id.clone())
-                    .or_default()
-                    .push(Claim {
-                        source: ClaimSource::Schedule {
-                            name: occ.schedule.clone(),
-                            occurrence_id: occ.id,
-                        },
-                        start: occ.fire_time,
-                        end: occ.window_end,
-                    });
-            }
-        }
-        for mc in self.store.active_manual_claims().await? {
-            claims
-                .entry(mc.channel_id.clone())
-                .or_default()
-                .push(Claim {
-                    source: ClaimSource::Manual,
-                    start: mc.requested_at,
-                    end: None,
-                });
-        }
-        let mut states = Vec::with_capacity(self.config.channels.len());
-        let mut next_deadline: Option<i64> = None;
-        let mut consider = |t: i64| {
-            if t > now {
-                next_deadline = Some(next_deadline.map_or(t, |d: i64| d.min(t)));
-            }
-        };
-
-        for cc in &self.config.channels {
-            if self.focus.as_ref().is_some_and(|f| f != &cc.id) {
-                continue;
-            }
-            let observed = self.observed.get(&cc.id);
-            let mem = self.memory.entry(cc.id.clone()).or_default();
-            let mut channel_claims = claims.remove(&cc.id).unwrap_or_default();
-            if cc.record_when_live
-                && let Some(obs) = observed
-                && obs.channel_status.is_live()
-            {
-                channel_claims.push(Claim {
-                    source: ClaimSource::Live,
-                    start: mem.live_since.unwrap_or(now),
-                    end: None,
-                });
-            }
-            for c in &channel_claims {
-                if let Some(end) = c.end {
-                    consider(end);
-                }
-            }
-            if let (Some(o), Some(max)) = (owned.get(&cc.id), cc.max_duration) {
-                consider(o.started_at + max.as_millis() as i64);
-            }
-            states.push(ChannelState {
-                channel_id: cc.id.clone(),
-                observed: observed.map(|o| Observed {
-                    status: o.channel_status.clone(),
-                    is_recording: o.is_recording,
-                    immediate_on_air: o.immediate_on_air,
-                }),
-                owned: owned.get(&cc.id).cloned(),
-                claims: channel_claims,
-                max_duration_ms: cc.max_duration.map(|d| d.as_millis() as i64),
-                spent_before: mem.spent_before,
-                busy: mem.retry.is_some(),
-                start_blocked: mem.start_blocked_on.is_some(),
-            });
-        }
-        self.next_deadline = next_deadline;
-        Ok(states)
-    }
-
-    /// Records an operator event (events table + log).
-    pub(crate) async fn event(
-        &self,
-        now: i64,
-        kind: &str,
-        channel_id: Option<&str>,
-        record_id: Option<i64>,
-        message: &str,
-    ) -> Result<(), EngineError> {
-        tracing::info!(
-            kind,
-            channel_id = channel_id.unwrap_or("-"),
-            record_id,
-            "{message}"
-        );
-        self.store
-            .add_event(&NewEvent {
-                at: now,
-                kind: EventKind::parse(kind),
-                channel_id: channel_id.map(str::to_string),
-                record_id,
-                message: message.to_string(),
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Alerts that need a person (authentication failures) become events; the rest is logged.
-    pub(crate) async fn note_api_error(
+    /// Channels with an unclear request that the listing did not return are read one by one
+    /// (a listing can be truncated; a channel can be gone).
+    async fn observe_unlisted(
         &mut self,
+        clock: &TickClock,
+        report: &mut TickReport,
         now: i64,
-        channel_id: Option<&str>,
-        e: &crate::livestation::ApiError,
     ) -> Result<(), EngineError> {
-        if let crate::livestation::ApiError::Unauthorized { .. } = e {
-            if let Some(m) = &self.metrics {
-                m.auth_failure();
+        let ctx = Ctx {
+            api: &self.api,
+            store: &self.store,
+            notes: &self.notes,
+            clock,
+        };
+        for id in self.actions.awaiting_observation() {
+            if self.view.get(&id).is_some() {
+                continue;
             }
-            if std::mem::replace(&mut self.auth_failing, true) {
-                return Ok(());
+            let as_of = clock.stamp();
+            match self.api.get_channel(&id).await {
+                Ok(reply) => {
+                    self.notes.api_answered();
+                    self.store.observe_channel(&reply.value, now).await?;
+                    self.view.apply(reply.value, as_of, now);
+                    if let Some(applied) = self
+                        .actions
+                        .observed(&ctx, &mut self.view, &id, now)
+                        .await?
+                    {
+                        note_applied(
+                            (&mut self.claims, &mut self.follower),
+                            report,
+                            &id,
+                            applied,
+                            now,
+                        );
+                    }
+                }
+                Err(
+                    e @ ApiError::Rejected {
+                        http_status: 404, ..
+                    },
+                ) => {
+                    self.actions.channel_gone(&ctx, &id, &e, now).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(channel_id = %id, error = %e, "could not read a channel with an unsettled request; trying again at the next tick");
+                    self.notes.api_error(now, Some(&id), &e).await?;
+                }
             }
-            self.event(now, "auth_failure", channel_id, None, &format!(
-                "Live Station rejected lsrecd's credentials after a re-signed retry: {e}. Check the access/secret key and the clock (NTP)."
-            ))
-            .await?;
         }
         Ok(())
+    }
+
+    /// Derives claims, decides for every configured channel, and acts.
+    async fn act(
+        &mut self,
+        clock: &TickClock,
+        report: &mut TickReport,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let states = self
+            .claims
+            .derive(
+                &self.store,
+                &self.config,
+                &self.view,
+                self.focus.as_deref(),
+                now,
+            )
+            .await?;
+        let ctx = Ctx {
+            api: &self.api,
+            store: &self.store,
+            notes: &self.notes,
+            clock,
+        };
+        for state in states {
+            let desired = decide::decide(&state, now);
+            let applied = self
+                .actions
+                .step(&ctx, &mut self.view, &state, desired.clone(), now)
+                .await?;
+            if let Some(applied) = applied {
+                note_applied(
+                    (&mut self.claims, &mut self.follower),
+                    report,
+                    &state.channel_id,
+                    applied,
+                    now,
+                );
+            }
+            // Still wanting a recording after acting: a claim that is not served (yet).
+            if matches!(desired, Some(Decision::Start { .. }))
+                && !self
+                    .view
+                    .get(&state.channel_id)
+                    .is_some_and(|s| s.channel.is_recording)
+            {
+                report.unrecorded += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts what took effect, has its records read, and lets the claims know of a
+/// `max_duration` stop.
+fn note_applied(
+    (claims, follower): (&mut Claims, &mut Follower),
+    report: &mut TickReport,
+    channel_id: &str,
+    applied: Applied,
+    now: i64,
+) {
+    // The records of what just started or stopped are read at the next opportunity.
+    follower.mark(channel_id);
+    match applied {
+        Applied::Started => report.starts += 1,
+        Applied::Stopped(reason) => {
+            report.stops += 1;
+            if reason == decide::StopReason::MaxDuration {
+                claims.spend(channel_id, now);
+            }
+        }
     }
 }
 
@@ -635,6 +657,14 @@ fn policy_of(config: &Config) -> RetryPolicy {
         max_attempts: config.retry.max_attempts,
         initial_backoff: config.retry.initial_backoff,
         max_backoff: config.retry.max_backoff,
+    }
+}
+
+fn landing_of(config: &Config) -> Landing {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+    Landing {
+        timeout_ms: ms(config.api.timeout),
+        margin_ms: ms(config.api.landing_margin),
     }
 }
 

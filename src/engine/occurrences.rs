@@ -5,10 +5,13 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{NewOccurrence, OccurrenceState};
+use crate::config::Config;
+use crate::livestation::LiveStation;
+use crate::store::{EventKind, NewOccurrence, OccurrenceReason, OccurrenceState};
 
-use super::decide::{self, Observed, Occurrence};
-use super::{Engine, EngineError};
+use super::decide::{self, Occurrence};
+use super::view::ChannelView;
+use super::{Ctx, EngineError};
 
 /// How far back fire times missed while down are written (older ones are not listed one by one).
 const CATCH_UP_HORIZON_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -17,10 +20,13 @@ const MAX_BACKFILL: usize = 1000;
 
 /// Writes the next occurrence of every schedule and any fire times that passed since the last
 /// one written (downtime), as `PENDING`; [`advance`] then arms them or marks them missed.
-pub(crate) async fn materialize(engine: &mut Engine, now: i64) -> Result<(), EngineError> {
-    let config = engine.config.clone();
+pub(crate) async fn materialize<A: LiveStation>(
+    ctx: &Ctx<'_, A>,
+    config: &Config,
+    now: i64,
+) -> Result<(), EngineError> {
     for s in &config.schedules {
-        let latest = engine.store.latest_fire_time(&s.name).await?;
+        let latest = ctx.store.latest_fire_time(&s.name).await?;
         if latest.is_some_and(|t| t > now) {
             continue; // the next occurrence is already written
         }
@@ -39,7 +45,7 @@ pub(crate) async fn materialize(engine: &mut Engine, now: i64) -> Result<(), Eng
                 cursor = next;
                 continue;
             }
-            let (_, inserted) = engine
+            let (_, inserted) = ctx
                 .store
                 .insert_occurrence(&NewOccurrence {
                     schedule: s.name.clone(),
@@ -64,9 +70,15 @@ pub(crate) async fn materialize(engine: &mut Engine, now: i64) -> Result<(), Eng
 }
 
 /// Moves every open occurrence along; ends those of schedules no longer configured.
-pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineError> {
-    let config = engine.config.clone();
-    for row in engine.store.open_occurrences().await? {
+/// `up_since` is when this engine started: fire times before it passed while lsrecd was down.
+pub(crate) async fn advance<A: LiveStation>(
+    ctx: &Ctx<'_, A>,
+    config: &Config,
+    view: &ChannelView,
+    up_since: i64,
+    now: i64,
+) -> Result<(), EngineError> {
+    for row in ctx.store.open_occurrences().await? {
         let state = row.state;
         let schedule = config.schedules.iter().find(|s| s.name == row.schedule);
         // A schedule removed by a reload: its claims end, except that a show already being
@@ -74,11 +86,10 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
         if schedule.is_none() && state != OccurrenceState::Recording {
             let detail = "schedule removed from the configuration";
             set(
-                engine,
-                row.id,
-                &row.schedule,
-                &row.channel_id,
+                ctx,
+                &row,
                 OccurrenceState::Missed,
+                OccurrenceReason::ScheduleRemoved,
                 detail,
                 now,
             )
@@ -86,11 +97,7 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
             continue;
         }
         let catch_up = schedule.map(|s| s.catch_up.as_millis() as i64).unwrap_or(0);
-        let observed = engine.observed.get(&row.channel_id).map(|c| Observed {
-            status: c.channel_status.clone(),
-            is_recording: c.is_recording,
-            immediate_on_air: c.immediate_on_air,
-        });
+        let observed = view.get(&row.channel_id).map(|s| s.observed());
         let occ = Occurrence {
             state,
             fire_time: row.fire_time,
@@ -99,34 +106,28 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
         let mut current = occ.clone();
         // PENDING → ARMED → RECORDING can happen in one tick.
         for _ in 0..3 {
-            let Some((next, detail)) = decide::advance_occurrence(
-                &current,
-                observed.as_ref(),
-                catch_up,
-                engine.up_since,
-                now,
-            ) else {
+            let Some((next, reason, detail)) =
+                decide::advance_occurrence(&current, observed.as_ref(), catch_up, up_since, now)
+            else {
                 break;
             };
-            // A window that ends after Live Station refused the start failed; it was not
-            // merely missed for want of a stream.
-            let (next, detail) = match (&row.detail, next) {
-                (Some(last), OccurrenceState::Missed) if last.starts_with("startRecord") => (
+            // A window that ends after Live Station refused the start, or while the start kept
+            // failing, failed; it was not merely missed for want of a stream.
+            let (next, reason, detail) = match (row.reason, next) {
+                (
+                    Some(why @ (OccurrenceReason::StartRejected | OccurrenceReason::StartFailed)),
+                    OccurrenceState::Missed,
+                ) => (
                     OccurrenceState::Failed,
-                    format!("window ended without a recording; {last}"),
+                    why,
+                    format!(
+                        "window ended without a recording; {}",
+                        row.detail.as_deref().unwrap_or("the start failed")
+                    ),
                 ),
-                _ => (next, detail),
+                _ => (next, reason, detail),
             };
-            set(
-                engine,
-                row.id,
-                &row.schedule,
-                &row.channel_id,
-                next,
-                &detail,
-                now,
-            )
-            .await?;
+            set(ctx, &row, next, reason, &detail, now).await?;
             current.state = next;
             if next.is_final() {
                 break;
@@ -136,28 +137,27 @@ pub(crate) async fn advance(engine: &mut Engine, now: i64) -> Result<(), EngineE
     Ok(())
 }
 
-async fn set(
-    engine: &mut Engine,
-    id: i64,
-    schedule: &str,
-    channel_id: &str,
+async fn set<A: LiveStation>(
+    ctx: &Ctx<'_, A>,
+    row: &crate::store::OccurrenceRow,
     state: OccurrenceState,
+    reason: OccurrenceReason,
     detail: &str,
     now: i64,
 ) -> Result<(), EngineError> {
-    engine
-        .store
-        .set_occurrence_state(id, state, Some(detail), now)
+    let (schedule, channel_id) = (row.schedule.as_str(), row.channel_id.as_str());
+    ctx.store
+        .set_occurrence_state(row.id, state, reason, Some(detail), now)
         .await?;
-    if let Some(m) = &engine.metrics {
+    if let Some(m) = ctx.notes.metrics() {
         m.occurrence(state.as_str());
     }
     match state {
         OccurrenceState::Missed => {
-            engine
+            ctx.notes
                 .event(
                     now,
-                    "missed",
+                    EventKind::Missed,
                     Some(channel_id),
                     None,
                     &format!("schedule {schedule}: occurrence missed: {detail}"),

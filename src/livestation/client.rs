@@ -90,7 +90,7 @@ pub const CHANNEL_PAGE_SIZE: u32 = 100;
 
 /// A bound on the pages [`Client::list_channels`] reads (a million channels), so a server that
 /// keeps inventing channels cannot keep it paging forever.
-const MAX_CHANNEL_PAGES: u32 = 10_000;
+pub const MAX_CHANNEL_PAGES: u32 = 10_000;
 
 /// The connect timeout never exceeds this, nor half the call timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -253,6 +253,8 @@ impl fmt::Debug for Client {
 /// One request to make: everything that goes into signing and logging it.
 struct Call<'a> {
     operation: Operation,
+    /// The first request uses this slot instead of waiting for one.
+    permit: Option<Permit>,
     method: Method,
     /// Path and query, already encoded: the exact string that is signed and sent.
     target: String,
@@ -274,6 +276,30 @@ struct Observed {
     server_date: Option<DateTime<Utc>>,
     elapsed: Duration,
     attempts: u32,
+    /// When the last request left (after its rate-limit slot).
+    last_sent: Option<tokio::time::Instant>,
+}
+
+/// A slot of the shared rate limit, already waited for: the call made with it goes out at
+/// once. Taking the slot before journaling an intent keeps the journal's time the time of
+/// sending, however many calls queue behind `api.max_rps`.
+#[derive(Debug)]
+pub struct Permit(());
+
+impl Permit {
+    /// A permit for a double that has no rate limit.
+    pub(crate) fn granted() -> Permit {
+        Permit(())
+    }
+}
+
+/// The outcome of a state-changing call, with when its last request was sent: a request that
+/// failed without a clear answer may still take effect until some time after that.
+#[derive(Debug)]
+pub struct Sent<T> {
+    pub result: Result<Reply<T>, ApiError>,
+    /// When the last HTTP request of the call left; `None` if none did.
+    pub last_sent: Option<tokio::time::Instant>,
 }
 
 impl Client {
@@ -393,24 +419,53 @@ impl Client {
     /// `PUT {prefix}/channels/{channelId}/startRecord`. On a [`ApiError::maybe_applied`] failure
     /// the recording may have started: reconcile before calling again.
     pub async fn start_record(&self, channel_id: &str) -> Result<Reply<RecordSet>, ApiError> {
-        let call = self.channel_call(
+        self.start_record_with(channel_id, None).await.result
+    }
+
+    /// [`Client::start_record`] in the slot `permit` (when given), reporting when the request
+    /// left.
+    pub async fn start_record_with(
+        &self,
+        channel_id: &str,
+        permit: Option<Permit>,
+    ) -> Sent<RecordSet> {
+        let mut call = self.channel_call(
             Operation::StartRecord,
             Method::PUT,
             channel_id,
             "/startRecord",
         );
-        self.call(call, model::parse_records).await
+        call.permit = permit;
+        self.call_sent(call, model::parse_records).await
     }
 
     /// `PUT {prefix}/channels/{channelId}/stopRecord`.
     pub async fn stop_record(&self, channel_id: &str) -> Result<Reply<RecordSet>, ApiError> {
-        let call = self.channel_call(
+        self.stop_record_with(channel_id, None).await.result
+    }
+
+    /// [`Client::stop_record`] in the slot `permit` (when given), reporting when the request
+    /// left.
+    pub async fn stop_record_with(
+        &self,
+        channel_id: &str,
+        permit: Option<Permit>,
+    ) -> Sent<RecordSet> {
+        let mut call = self.channel_call(
             Operation::StopRecord,
             Method::PUT,
             channel_id,
             "/stopRecord",
         );
-        self.call(call, model::parse_records).await
+        call.permit = permit;
+        self.call_sent(call, model::parse_records).await
+    }
+
+    /// Waits for a slot of the shared rate limit and holds it for the next state-changing
+    /// call (see [`Permit`]).
+    pub async fn ready(&self) -> Permit {
+        self.inner.limiter.acquire().await;
+        Permit(())
     }
 
     /// `GET {prefix}/channels/{channelId}/records`: every record Live Station keeps for it.
@@ -501,7 +556,16 @@ impl Client {
         call: Call<'_>,
         parse: impl FnOnce(&[u8]) -> Result<T, MalformedBody>,
     ) -> Result<Reply<T>, ApiError> {
-        let (outcome, observed) = self.exchange(&call).await;
+        self.call_sent(call, parse).await.result
+    }
+
+    /// [`Client::call`], also reporting when the last request left.
+    async fn call_sent<T>(
+        &self,
+        mut call: Call<'_>,
+        parse: impl FnOnce(&[u8]) -> Result<T, MalformedBody>,
+    ) -> Sent<T> {
+        let (outcome, observed) = self.exchange(&mut call).await;
         let result = outcome.and_then(|answer| {
             let value = parse(&answer.body).map_err(|e| ApiError::Malformed {
                 http_status: answer.status,
@@ -510,20 +574,24 @@ impl Client {
             Ok((value, answer.status))
         });
         self.finish(&call, &observed, result.as_ref().map(|_| ()));
-        result.map(|(value, http_status)| Reply {
-            value,
-            meta: ReplyMeta {
-                http_status,
-                trace_id: observed.trace_id,
-                server_date: observed.server_date,
-                elapsed: observed.elapsed,
-                attempts: observed.attempts,
-            },
-        })
+        let last_sent = observed.last_sent;
+        Sent {
+            result: result.map(|(value, http_status)| Reply {
+                value,
+                meta: ReplyMeta {
+                    http_status,
+                    trace_id: observed.trace_id,
+                    server_date: observed.server_date,
+                    elapsed: observed.elapsed,
+                    attempts: observed.attempts,
+                },
+            }),
+            last_sent,
+        }
     }
 
     /// Sends the call, and once more if the gateway answers "Authentication Failed".
-    async fn exchange(&self, call: &Call<'_>) -> (Result<Answer, ApiError>, Observed) {
+    async fn exchange(&self, call: &mut Call<'_>) -> (Result<Answer, ApiError>, Observed) {
         let mut observed = Observed::default();
         let url = match Url::parse(&format!("{}{}", self.inner.base, call.target)) {
             Ok(url) => url,
@@ -544,7 +612,11 @@ impl Client {
         let target = request_target(&url);
         loop {
             observed.attempts += 1;
-            let outcome = self.attempt(call, &url, &target, &mut observed).await;
+            // The slot taken for the call serves its first request; a re-signed one waits.
+            let permit = call.permit.take();
+            let outcome = self
+                .attempt(call, permit, &url, &target, &mut observed)
+                .await;
             match outcome {
                 Err(ApiError::Unauthorized { error_code, .. })
                     if error_code == GATEWAY_AUTH_FAILED && observed.attempts == 1 =>
@@ -565,6 +637,7 @@ impl Client {
     async fn attempt(
         &self,
         call: &Call<'_>,
+        permit: Option<Permit>,
         url: &Url,
         target: &str,
         observed: &mut Observed,
@@ -574,7 +647,9 @@ impl Client {
         observed.http_status = None;
         observed.trace_id = None;
         observed.server_date = None;
-        inner.limiter.acquire().await;
+        if permit.is_none() {
+            inner.limiter.acquire().await;
+        }
 
         let sent_at = Utc::now();
         let timestamp = inner.skew.server_now(sent_at).timestamp_millis();
@@ -608,6 +683,7 @@ impl Client {
         }
 
         let started = tokio::time::Instant::now();
+        observed.last_sent = Some(started);
         let outcome = match request.send().await {
             Err(e) => Err(classify_transport(&e, None)),
             Ok(mut response) => {
@@ -708,6 +784,7 @@ impl<'a> Call<'a> {
     fn new(operation: Operation, method: Method, target: String, body: Option<Vec<u8>>) -> Self {
         Call {
             operation,
+            permit: None,
             method,
             target,
             body,
@@ -716,9 +793,10 @@ impl<'a> Call<'a> {
     }
 }
 
-/// Collects the pages of a channel listing and decides when it is complete.
+/// Collects the pages of a channel listing and decides when it is complete: used by
+/// [`Client::list_channels`], and by the engine, which reads page by page.
 #[derive(Default)]
-struct Listing {
+pub struct Listing {
     page: ChannelPage,
     ids: HashSet<String>,
     /// Entries seen on all pages, read or skipped, duplicates included.
@@ -726,8 +804,18 @@ struct Listing {
 }
 
 impl Listing {
+    /// The distinct channels listed so far, in listing order.
+    pub fn channels(&self) -> &[Channel] {
+        &self.page.channels
+    }
+
+    /// The whole listing: distinct channels, the last page's `total`, skipped entries.
+    pub fn into_page(self) -> ChannelPage {
+        self.page
+    }
+
     /// Adds page `page_no`; returns whether the listing is complete.
-    fn add(&mut self, page_no: u32, page: ChannelPage) -> bool {
+    pub fn add(&mut self, page_no: u32, page: ChannelPage) -> bool {
         let entries = (page.channels.len() + page.skipped.len()) as u64;
         self.entries += entries;
         self.page.total = page.total;

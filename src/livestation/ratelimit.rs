@@ -33,15 +33,19 @@ impl RateLimiter {
     /// Waits until this request may be sent. The slot is reserved before waiting, so
     /// concurrent callers are served in the order they arrived.
     pub(crate) async fn acquire(&self) {
-        let slot = {
+        tokio::time::sleep_until(self.reserve()).await;
+    }
+
+    /// Reserves the next free slot without waiting for it.
+    pub(crate) fn reserve(&self) -> Instant {
+        {
             // The guarded value is a plain instant, valid even if a holder panicked.
             let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let slot = next.map_or(now, |n| n.max(now));
             *next = Some(slot + self.interval);
             slot
-        };
-        tokio::time::sleep_until(slot).await;
+        }
     }
 }
 

@@ -99,7 +99,7 @@ const DAY_OF_WEEK: Field = Field {
     names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
 };
 
-/// A parsed crontab expression (PRODUCT.md §3): which seconds, minutes, hours, days and months
+/// A parsed crontab expression (ARCHITECTURE.md §8): which seconds, minutes, hours, days and months
 /// fire. Evaluation in a time zone lives in [`crate::schedule`]'s `next_after`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CronSchedule {

@@ -1,4 +1,4 @@
-//! Schedules: crontab expressions (PRODUCT.md §3) evaluated in IANA time zones.
+//! Schedules: crontab expressions (ARCHITECTURE.md §8) evaluated in IANA time zones.
 //!
 //! [`CronSchedule`] holds the parsed fields (`cron.rs` owns the grammar); this module answers
 //! "when does it fire next?" with [`CronSchedule::next_after`] and [`CronSchedule::fire_times`].

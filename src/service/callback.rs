@@ -1,6 +1,6 @@
 //! `POST /callback/{token}`: Live Station event callbacks, turned into hints for the engine.
 //!
-//! Callbacks are unauthenticated by Live Station (livestation-api.md §5), so the only secret is
+//! Callbacks are unauthenticated by Live Station (ARCHITECTURE.md §10), so the only secret is
 //! the path token, and the content is never trusted: an accepted callback yields a [`Hint`]
 //! ("observe this channel now") and nothing else. Polling stays the source of truth, so a
 //! dropped, duplicated or forged callback costs at most one extra observation.
@@ -217,7 +217,7 @@ struct CallbackEvent {
     timestamp_ms: Option<i64>,
 }
 
-/// Parses a callback body leniently (livestation-api.md §5): a JSON object with a string
+/// Parses a callback body leniently (ARCHITECTURE.md §10): a JSON object with a string
 /// `channelId`; `event` (or `eventCode`, as the events API spells it) a string if present;
 /// `id` and `timestamp` numbers or numeric strings, ignored when neither. Unknown fields are
 /// ignored. The error is a short reason for the log, free of the body's content.

@@ -16,6 +16,11 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Upper bounds (seconds) of the API request duration histogram buckets.
 const DURATION_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// Upper bounds (seconds) of the time-to-recording histogram buckets.
+const TIME_TO_RECORDING_BUCKETS: [f64; 13] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Results of `lsrecd_callbacks_total{result}`, listed so each series exists from the start.
 pub mod callback_result {
     /// A hint was queued for the engine.
@@ -54,6 +59,8 @@ struct Registry {
     api_duration: HistogramVec,
     recordings_active: Gauge,
     recordings_started: CounterVec,
+    time_to_recording: HistogramVec,
+    claims_unrecorded: Gauge,
     occurrences: CounterVec,
     clock_skew: Gauge,
     last_successful_poll: Gauge,
@@ -123,6 +130,16 @@ impl Default for Registry {
                 "Recordings lsrecd started, by trigger.",
                 &["trigger"],
             ),
+            time_to_recording: HistogramVec::new(
+                "lsrecd_time_to_recording_seconds",
+                "Time from a claim wanting a recording (channel seen live, window open, manual start) to the recording confirmed, by trigger kind.",
+                "trigger",
+                &TIME_TO_RECORDING_BUCKETS,
+            ),
+            claims_unrecorded: Gauge::new(
+                "lsrecd_claims_unrecorded",
+                "Configured channels a claim wants recording, publishing, and not recording after the last tick.",
+            ),
             occurrences: CounterVec::new(
                 "lsrecd_occurrences_total",
                 "Schedule occurrences that reached a state, by state.",
@@ -170,6 +187,17 @@ impl Metrics {
     /// `reconcile`.
     pub fn recording_started(&self, trigger: &str) {
         self.inner.recordings_started.add(&[trigger], 1);
+    }
+
+    /// A recording lsrecd asked for was confirmed `secs` after its claim began; `kind` is the
+    /// trigger without a schedule's name (`live`, `schedule`, `manual`).
+    pub fn time_to_recording(&self, kind: &str, secs: f64) {
+        self.inner.time_to_recording.observe(kind, secs);
+    }
+
+    /// Channels that should be recording and are not, after the last tick.
+    pub fn set_claims_unrecorded(&self, n: u64) {
+        self.inner.claims_unrecorded.set(n as f64);
     }
 
     /// A schedule occurrence entered `state` (`ARMED`, `RECORDING`, `COMPLETED`, `MISSED`,
@@ -223,6 +251,8 @@ impl Metrics {
         r.api_duration.render(&mut out);
         r.recordings_active.render(&mut out);
         r.recordings_started.render(&mut out);
+        r.time_to_recording.render(&mut out);
+        r.claims_unrecorded.render(&mut out);
         r.occurrences.render(&mut out);
         r.clock_skew.render(&mut out);
         r.last_successful_poll.render(&mut out);

@@ -1,4 +1,4 @@
-//! `actions`: the journal that makes "never twice" possible (PRODUCT.md §2).
+//! `actions`: the journal that makes "never twice" possible (ARCHITECTURE.md §6).
 //!
 //! Before a startRecord / stopRecord / upload call the engine commits a `PENDING` intent
 //! ([`Store::begin_action`]); after it, the outcome, the records the call returned and the
@@ -10,109 +10,21 @@
 //! AMBIGUOUS -> SUCCEEDED | FAILED | AMBIGUOUS | RECONCILED
 //! ```
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use tracing::instrument;
 
 use super::claims::{close_owned_in, open_owned_in};
 use super::records::upsert_records_in;
+use super::values::{ActionState, Mutation, Trigger};
 use super::{RecordChange, Store, StoreError, decode_ids, encode_ids};
 use crate::livestation::Record;
-
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The spelling stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            /// Parses the stored spelling.
-            pub fn parse(s: &str) -> Option<$name> {
-                match s {
-                    $($text => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = StoreError;
-            fn try_from(s: String) -> Result<Self, StoreError> {
-                $name::parse(&s).ok_or_else(|| {
-                    StoreError::Corrupt(format!(concat!("unknown ", stringify!($name), " {:?}"), s))
-                })
-            }
-        }
-    };
-}
-
-text_enum!(
-    /// The API call an action journals.
-    Operation {
-        StartRecord => "startRecord",
-        StopRecord => "stopRecord",
-        Upload => "upload",
-    }
-);
-
-text_enum!(
-    /// Where an action stands.
-    ActionState {
-        /// The intent is committed; the call is being made (or lsrecd died making it).
-        Pending => "PENDING",
-        /// The API confirmed the call.
-        Succeeded => "SUCCEEDED",
-        /// The API rejected the call, or retries ran out.
-        Failed => "FAILED",
-        /// The request may have been applied (timeout, reset, 5xx): reconcile, do not resend.
-        Ambiguous => "AMBIGUOUS",
-        /// The outcome was established by re-reading the channel and its records.
-        Reconciled => "RECONCILED",
-    }
-);
-
-impl ActionState {
-    /// Whether nothing more will be learnt about the action.
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            ActionState::Succeeded | ActionState::Failed | ActionState::Reconciled
-        )
-    }
-}
 
 /// An intent to journal before calling the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewAction {
     pub channel_id: String,
-    pub operation: Operation,
-    /// `live`, `schedule:<name>`, `manual`, `reconcile` or `retention`.
-    pub trigger: String,
+    pub operation: Mutation,
+    pub trigger: Trigger,
     /// 1 for the first call, then 2, 3, … for retries of the same intent.
     pub attempt: i64,
     pub occurrence_id: Option<i64>,
@@ -132,7 +44,7 @@ pub struct ActionOutcome {
     pub error_message: Option<String>,
     /// Open an `owned_recordings` row with this trigger (a startRecord known to have started
     /// the recording). Ignored if the channel already has an open one.
-    pub open_owned: Option<String>,
+    pub open_owned: Option<Trigger>,
     /// Close the channel's open `owned_recordings` row with this reason (a stopRecord that
     /// stopped the recording).
     pub close_owned: Option<String>,
@@ -157,8 +69,8 @@ impl ActionOutcome {
 pub struct ActionRow {
     pub id: i64,
     pub channel_id: String,
-    pub operation: Operation,
-    pub trigger: String,
+    pub operation: Mutation,
+    pub trigger: Trigger,
     pub attempt: i64,
     pub state: ActionState,
     pub http_status: Option<i64>,
@@ -175,8 +87,9 @@ struct ActionRaw {
     id: i64,
     channel_id: String,
     #[sqlx(try_from = "String")]
-    operation: Operation,
-    trigger: String,
+    operation: Mutation,
+    #[sqlx(try_from = "String")]
+    trigger: Trigger,
     attempt: i64,
     #[sqlx(try_from = "String")]
     state: ActionState,
@@ -221,7 +134,7 @@ impl Store {
         )
         .bind(&a.channel_id)
         .bind(a.operation.as_str())
-        .bind(&a.trigger)
+        .bind(a.trigger.as_text())
         .bind(a.attempt)
         .bind(a.now)
         .bind(a.occurrence_id)
@@ -283,7 +196,7 @@ impl Store {
         .await?;
         let changes = upsert_records_in(&mut tx, records, now).await?;
         if let Some(trigger) = &outcome.open_owned {
-            open_owned_in(&mut tx, &channel_id, trigger, Some(id), now).await?;
+            open_owned_in(&mut tx, &channel_id, &trigger.as_text(), Some(id), now).await?;
         }
         if let Some(reason) = &outcome.close_owned {
             close_owned_in(&mut tx, &channel_id, reason, now).await?;
@@ -316,28 +229,5 @@ impl Store {
         .into_iter()
         .map(ActionRow::from)
         .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operations_and_states_parse_from_their_own_spelling() {
-        for op in Operation::ALL {
-            assert_eq!(Operation::parse(op.as_str()), Some(*op));
-        }
-        for st in ActionState::ALL {
-            assert_eq!(ActionState::parse(st.as_str()), Some(*st));
-        }
-        assert_eq!(Operation::parse("deleteRecord"), None);
-    }
-
-    #[test]
-    fn pending_and_ambiguous_actions_are_not_finished() {
-        assert!(!ActionState::Pending.is_finished());
-        assert!(!ActionState::Ambiguous.is_finished());
-        assert!(ActionState::Reconciled.is_finished());
     }
 }

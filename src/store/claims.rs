@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::SqliteConnection;
 use tracing::instrument;
 
+use super::values::Trigger;
 use super::{Store, StoreError};
 
 /// An open `owned_recordings` row: a recording lsrecd started and has not stopped.
@@ -16,7 +17,8 @@ use super::{Store, StoreError};
 pub struct OwnedRow {
     pub id: i64,
     pub channel_id: String,
-    pub trigger: String,
+    #[sqlx(try_from = "String")]
+    pub trigger: Trigger,
     pub start_action_id: Option<i64>,
     pub started_at: i64,
     pub stopped_at: Option<i64>,
@@ -83,12 +85,19 @@ impl Store {
     pub async fn open_owned_recording(
         &self,
         channel_id: &str,
-        trigger: &str,
+        trigger: &Trigger,
         start_action_id: Option<i64>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let opened = open_owned_in(&mut tx, channel_id, trigger, start_action_id, now).await?;
+        let opened = open_owned_in(
+            &mut tx,
+            channel_id,
+            &trigger.as_text(),
+            start_action_id,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(opened)
     }

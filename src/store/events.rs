@@ -1,104 +1,10 @@
 //! `events`: what an operator would want to be told, in the order it happened.
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use tracing::instrument;
 
+use super::values::EventKind;
 use super::{Store, StoreError};
-
-/// The kind of an event. Failure kinds also appear in the `failures` / `recent_failures` views.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    /// A recording was started.
-    Started,
-    /// A recording was stopped.
-    Stopped,
-    /// A scheduled occurrence was not recorded.
-    Missed,
-    /// An action failed for good (failure kind).
-    Failed,
-    /// A record nobody uploaded is about to be deleted by Live Station.
-    Expiring,
-    /// A record reached Object Storage.
-    Uploaded,
-    /// An upload request failed (failure kind).
-    UploadFailed,
-    /// The API rejected the credentials twice in a row (failure kind).
-    AuthFailure,
-    /// The local clock is off from the API gateway's (failure kind).
-    ClockSkew,
-    /// A configured channel is not in the API's channel list (failure kind).
-    ChannelMissing,
-    /// A missing channel is back.
-    ChannelBack,
-    /// A recording found running at start-up was taken over.
-    Adopted,
-    /// Anything else, by name.
-    Other(String),
-}
-
-impl EventKind {
-    const NAMED: [EventKind; 12] = [
-        EventKind::Started,
-        EventKind::Stopped,
-        EventKind::Missed,
-        EventKind::Failed,
-        EventKind::Expiring,
-        EventKind::Uploaded,
-        EventKind::UploadFailed,
-        EventKind::AuthFailure,
-        EventKind::ClockSkew,
-        EventKind::ChannelMissing,
-        EventKind::ChannelBack,
-        EventKind::Adopted,
-    ];
-
-    /// The spelling stored in `events.kind`.
-    pub fn as_str(&self) -> &str {
-        match self {
-            EventKind::Started => "started",
-            EventKind::Stopped => "stopped",
-            EventKind::Missed => "missed",
-            EventKind::Failed => "failed",
-            EventKind::Expiring => "expiring",
-            EventKind::Uploaded => "uploaded",
-            EventKind::UploadFailed => "upload_failed",
-            EventKind::AuthFailure => "auth_failure",
-            EventKind::ClockSkew => "clock_skew",
-            EventKind::ChannelMissing => "channel_missing",
-            EventKind::ChannelBack => "channel_back",
-            EventKind::Adopted => "adopted",
-            EventKind::Other(s) => s,
-        }
-    }
-
-    /// Parses a stored kind; unknown names become [`EventKind::Other`].
-    pub fn parse(s: &str) -> EventKind {
-        Self::NAMED
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .unwrap_or_else(|| EventKind::Other(s.to_string()))
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for EventKind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl From<String> for EventKind {
-    fn from(s: String) -> EventKind {
-        EventKind::parse(&s)
-    }
-}
 
 /// An event to append.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,8 +22,9 @@ pub struct NewEvent {
 pub struct EventRow {
     pub id: i64,
     pub at: i64,
-    #[sqlx(try_from = "String")]
-    pub kind: EventKind,
+    /// An [`EventKind`] spelling; kept as text so that reading a database written by a newer
+    /// lsrecd, with kinds this one does not know, still works.
+    pub kind: String,
     pub channel_id: Option<String>,
     pub record_id: Option<i64>,
     pub message: String,
@@ -151,21 +58,5 @@ impl Store {
                 .fetch_all(self.reader())
                 .await?,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_named_kind_parses_from_its_own_spelling() {
-        for k in EventKind::NAMED {
-            assert_eq!(EventKind::parse(k.as_str()), k);
-        }
-        assert_eq!(
-            EventKind::parse("config_reloaded"),
-            EventKind::Other("config_reloaded".into())
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! The SQLite store: the only module that holds SQL.
 //!
-//! The database is the operators' window on lsrecd (PRODUCT.md §6): they read it with
+//! The database is the operators' window on lsrecd (`docs/database.md`): they read it with
 //! `sqlite3 -readonly` while the daemon runs. Its schema lives in `migrations/`, embedded at
 //! compile time and applied by [`Store::open`]; `docs/database.md` describes it for operators.
 //!
@@ -12,7 +12,9 @@
 //! - `occurrences`: schedule firings and their state machine.
 //! - `actions`: the intent journal of startRecord / stopRecord / upload calls.
 //! - `claims`: recordings lsrecd owns and manual claims.
+//! - `outages`: starts and stops that keep failing, one row per outage.
 //! - `events`: what operators are told; `state`: the daemon's key/value facts.
+//! - `values`: the enums stored as text (operations, states, triggers, event kinds, reasons).
 //! - `report`: what `lsrecd status` shows.
 //!
 //! # Concurrency
@@ -29,9 +31,11 @@ mod claims;
 mod error;
 mod events;
 mod occurrences;
+mod outages;
 mod records;
 mod report;
 mod state;
+mod values;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -44,15 +48,17 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 use tracing::instrument;
 
-pub use actions::{ActionOutcome, ActionRow, ActionState, NewAction, Operation};
+pub use actions::{ActionOutcome, ActionRow, NewAction};
 pub use channels::{ChannelRow, ObserveSummary};
 pub use claims::{ManualClaimRow, OwnedRow};
 pub use error::{DatabaseError, StoreError};
-pub use events::{EventKind, EventRow, NewEvent};
+pub use events::{EventRow, NewEvent};
 pub use occurrences::{NewOccurrence, OccurrenceRow, OccurrenceState};
+pub use outages::{NewOutage, OutageRow};
 pub use records::{HistoryRow, RecordChange, RecordFilter, RecordRow};
 pub use report::{ActiveRecording, ExpiringRecord, FailureRow, StatusReport};
 pub use state::keys;
+pub use values::{ActionState, EventKind, Mutation, OccurrenceReason, OutageOutcome, Trigger};
 
 /// The schema, embedded from `migrations/` at compile time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -65,9 +71,6 @@ const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Read connections for the daemon (the engine, metrics and reports may read concurrently).
 const READ_CONNECTIONS: u32 = 4;
-
-/// Default of `retention.warn_before` when the daemon has not written it (24 h).
-pub const DEFAULT_WARN_BEFORE_MS: i64 = 24 * 3_600_000;
 
 /// The database: a write pool of one connection and a read pool. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -377,6 +380,10 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM outages WHERE ended_at < ?1")
+            .bind(older_than)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(PruneStats { actions, events })
     }

@@ -14,6 +14,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use tracing::instrument;
 
+use super::values::OccurrenceReason;
 use super::{Store, StoreError};
 
 /// The state of an occurrence.
@@ -122,18 +123,52 @@ pub struct NewOccurrence {
 }
 
 /// One row of `occurrences`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OccurrenceRow {
     pub id: i64,
     pub schedule: String,
     pub channel_id: String,
     pub fire_time: i64,
     pub window_end: Option<i64>,
-    #[sqlx(try_from = "String")]
     pub state: OccurrenceState,
+    /// Why it is in `state` (absent on rows written before reasons were kept).
+    pub reason: Option<OccurrenceReason>,
     pub detail: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct OccurrenceRaw {
+    id: i64,
+    schedule: String,
+    channel_id: String,
+    fire_time: i64,
+    window_end: Option<i64>,
+    #[sqlx(try_from = "String")]
+    state: OccurrenceState,
+    reason: Option<String>,
+    detail: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<OccurrenceRaw> for OccurrenceRow {
+    type Error = StoreError;
+    fn try_from(r: OccurrenceRaw) -> Result<OccurrenceRow, StoreError> {
+        Ok(OccurrenceRow {
+            id: r.id,
+            schedule: r.schedule,
+            channel_id: r.channel_id,
+            fire_time: r.fire_time,
+            window_end: r.window_end,
+            state: r.state,
+            reason: r.reason.map(OccurrenceReason::try_from).transpose()?,
+            detail: r.detail,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
 }
 
 impl Store {
@@ -169,7 +204,8 @@ impl Store {
         Ok((id, inserted))
     }
 
-    /// Moves occurrence `id` to `state` with `detail` (replacing the previous detail).
+    /// Moves occurrence `id` to `state` for `reason`, with `detail` for people (both replacing
+    /// the previous ones).
     ///
     /// Errors: [`StoreError::OccurrenceFinal`] if it is already final (setting the same final
     /// state again is a no-op), [`StoreError::InvalidTransition`] for a step the state machine
@@ -179,6 +215,7 @@ impl Store {
         &self,
         id: i64,
         state: OccurrenceState,
+        reason: OccurrenceReason,
         detail: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -212,10 +249,12 @@ impl Store {
             });
         }
         sqlx::query(
-            "UPDATE occurrences SET state = ?2, detail = ?3, updated_at = ?4 WHERE id = ?1",
+            "UPDATE occurrences SET state = ?2, reason = ?3, detail = ?4, updated_at = ?5
+             WHERE id = ?1",
         )
         .bind(id)
         .bind(state.as_str())
+        .bind(reason.as_str())
         .bind(detail)
         .bind(now)
         .execute(&mut *tx)
@@ -226,25 +265,29 @@ impl Store {
 
     /// One occurrence.
     pub async fn occurrence(&self, id: i64) -> Result<OccurrenceRow, StoreError> {
-        sqlx::query_as::<_, OccurrenceRow>("SELECT * FROM occurrences WHERE id = ?1")
+        sqlx::query_as::<_, OccurrenceRaw>("SELECT * FROM occurrences WHERE id = ?1")
             .bind(id)
             .fetch_optional(self.reader())
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "occurrence",
                 id: id.to_string(),
-            })
+            })?
+            .try_into()
     }
 
     /// Occurrences not in a final state (PENDING, ARMED, RECORDING), by fire time.
     pub async fn open_occurrences(&self) -> Result<Vec<OccurrenceRow>, StoreError> {
-        Ok(sqlx::query_as::<_, OccurrenceRow>(
+        sqlx::query_as::<_, OccurrenceRaw>(
             "SELECT * FROM occurrences
              WHERE state IN ('PENDING', 'ARMED', 'RECORDING')
              ORDER BY fire_time, id",
         )
         .fetch_all(self.reader())
-        .await?)
+        .await?
+        .into_iter()
+        .map(OccurrenceRow::try_from)
+        .collect()
     }
 
     /// The latest fire time recorded for `schedule`, to resume computing fire times after it.

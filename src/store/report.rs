@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::state::keys;
-use super::{ChannelRow, DEFAULT_WARN_BEFORE_MS, ManualClaimRow, OccurrenceRow, Store, StoreError};
+use super::{ChannelRow, ManualClaimRow, OccurrenceRow, Store, StoreError};
 
 /// How far back "recent" failures go (7 days, as in the `recent_failures` view).
 pub const RECENT_FAILURES_MS: i64 = 7 * 24 * 3_600_000;
@@ -90,7 +90,7 @@ impl Store {
         let warn_before_ms = self
             .get_state_i64(keys::RETENTION_WARN_BEFORE_MS)
             .await?
-            .unwrap_or(DEFAULT_WARN_BEFORE_MS);
+            .unwrap_or(crate::config::DEFAULT_WARN_BEFORE.as_millis() as i64);
         let mut active: Vec<ActiveRecording> = sqlx::query_as(
             "SELECT record_id, channel_id, label, record_type, file_name, record_begin_time,
                     owned, owned_trigger, owned_since

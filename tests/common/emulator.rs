@@ -1,5 +1,5 @@
 //! Shared test code for talking to an emulator with plain HTTP: an independently written signature v2
-//! (straight from livestation-api.md §1.2, not `lsrecd::livestation::sign`) and a small signed
+//! (straight from ARCHITECTURE.md §11, not `lsrecd::livestation::sign`) and a small signed
 //! caller. Include with `#[path = "common/emulator.rs"] mod support;`.
 #![allow(dead_code)]
 

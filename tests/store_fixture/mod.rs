@@ -7,8 +7,8 @@ use std::path::Path;
 
 use lsrecd::livestation::{Channel, Record};
 use lsrecd::store::{
-    ActionOutcome, ActionState, EventKind, NewAction, NewEvent, NewOccurrence, OccurrenceState,
-    Operation, Store, keys,
+    ActionOutcome, ActionState, EventKind, Mutation, NewAction, NewEvent, NewOccurrence,
+    OccurrenceReason, OccurrenceState, Store, Trigger, keys,
 };
 use serde_json::json;
 
@@ -156,8 +156,8 @@ pub async fn sample_database(path: &Path, now: i64) -> Store {
     let start = store
         .begin_action(&NewAction {
             channel_id: STUDIO_A.into(),
-            operation: Operation::StartRecord,
-            trigger: "schedule:morning-news".into(),
+            operation: Mutation::StartRecord,
+            trigger: Trigger::Schedule("morning-news".into()),
             attempt: 1,
             occurrence_id: Some(occ),
             record_ids: vec![],
@@ -169,7 +169,7 @@ pub async fn sample_database(path: &Path, now: i64) -> Store {
         .finish_action(
             start,
             &ActionOutcome {
-                open_owned: Some("schedule:morning-news".into()),
+                open_owned: Some(Trigger::Schedule("morning-news".into())),
                 http_status: Some(200),
                 ..ActionOutcome::new(ActionState::Succeeded)
             },
@@ -186,7 +186,13 @@ pub async fn sample_database(path: &Path, now: i64) -> Store {
         .await
         .expect("finish action");
     store
-        .set_occurrence_state(occ, OccurrenceState::Recording, None, fire + 1_000)
+        .set_occurrence_state(
+            occ,
+            OccurrenceState::Recording,
+            OccurrenceReason::Recording,
+            None,
+            fire + 1_000,
+        )
         .await
         .expect("occurrence recording");
 
@@ -207,6 +213,7 @@ pub async fn sample_database(path: &Path, now: i64) -> Store {
         .set_occurrence_state(
             missed,
             OccurrenceState::Missed,
+            OccurrenceReason::NotLive,
             Some("channel never went live inside the window"),
             yesterday + HOUR,
         )
@@ -215,8 +222,8 @@ pub async fn sample_database(path: &Path, now: i64) -> Store {
     let stop = store
         .begin_action(&NewAction {
             channel_id: STUDIO_B.into(),
-            operation: Operation::StopRecord,
-            trigger: "manual".into(),
+            operation: Mutation::StopRecord,
+            trigger: Trigger::Manual,
             attempt: 3,
             occurrence_id: None,
             record_ids: vec![],

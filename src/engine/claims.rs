@@ -1,0 +1,134 @@
+//! Claims: why each configured channel should be recording now, derived every tick from the
+//! configuration, the database and the channel view.
+//!
+//! - a `record_when_live` channel claims itself while it publishes (from the start of the
+//!   publishing session);
+//! - an ARMED or RECORDING schedule occurrence claims its channel for its window;
+//! - an open manual claim (`lsrecd start`) claims it until `lsrecd stop` or `max_duration`.
+//!
+//! This part also keeps what `max_duration` spent (claims that began before a cap stopped the
+//! recording do not start it again) and the next instant a claim ends, so the engine can wake
+//! for it.
+
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::store::{OccurrenceState, Store, StoreError};
+
+use super::decide::{ChannelState, Claim, ClaimSource, Owned};
+use super::view::ChannelView;
+
+/// Claims bookkeeping across ticks.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    /// Per channel: claims that began at or before this instant were ended by `max_duration`.
+    spent_before: HashMap<String, i64>,
+    /// The next window end or `max_duration` cap after the last derivation.
+    next_deadline: Option<i64>,
+}
+
+impl Claims {
+    /// A `max_duration` cap stopped the channel's recording at `at`.
+    pub(crate) fn spend(&mut self, channel_id: &str, at: i64) {
+        self.spent_before.insert(channel_id.to_string(), at);
+    }
+
+    /// The next window end or `max_duration` cap, when one is ahead.
+    pub(crate) fn next_deadline(&self) -> Option<i64> {
+        self.next_deadline
+    }
+
+    /// The decision inputs of every configured channel (only `focus` when set). `start_blocked`
+    /// is left false: the action part knows it.
+    pub(crate) async fn derive(
+        &mut self,
+        store: &Store,
+        config: &Config,
+        view: &ChannelView,
+        focus: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<ChannelState>, StoreError> {
+        let owned: HashMap<String, Owned> = store
+            .owned_recordings_open()
+            .await?
+            .into_iter()
+            .map(|o| {
+                (
+                    o.channel_id,
+                    Owned {
+                        trigger: o.trigger,
+                        started_at: o.started_at,
+                    },
+                )
+            })
+            .collect();
+        let mut claims: HashMap<String, Vec<Claim>> = HashMap::new();
+        for occ in store.open_occurrences().await? {
+            if matches!(
+                occ.state,
+                OccurrenceState::Armed | OccurrenceState::Recording
+            ) {
+                claims.entry(occ.channel_id).or_default().push(Claim {
+                    source: ClaimSource::Schedule {
+                        name: occ.schedule,
+                        occurrence_id: occ.id,
+                    },
+                    start: occ.fire_time,
+                    end: occ.window_end,
+                });
+            }
+        }
+        for mc in store.active_manual_claims().await? {
+            claims.entry(mc.channel_id).or_default().push(Claim {
+                source: ClaimSource::Manual,
+                start: mc.requested_at,
+                end: None,
+            });
+        }
+
+        let mut states = Vec::with_capacity(config.channels.len());
+        let mut next_deadline: Option<i64> = None;
+        let mut consider = |t: i64| {
+            if t > now {
+                next_deadline = Some(next_deadline.map_or(t, |d: i64| d.min(t)));
+            }
+        };
+        for cc in &config.channels {
+            if focus.is_some_and(|f| f != cc.id) {
+                continue;
+            }
+            let seen = view.get(&cc.id);
+            let mut channel_claims = claims.remove(&cc.id).unwrap_or_default();
+            if cc.record_when_live
+                && let Some(seen) = seen
+                && seen.channel.channel_status.is_live()
+            {
+                channel_claims.push(Claim {
+                    source: ClaimSource::Live,
+                    start: seen.live_since.unwrap_or(now),
+                    end: None,
+                });
+            }
+            for c in &channel_claims {
+                if let Some(end) = c.end {
+                    consider(end);
+                }
+            }
+            let owned = owned.get(&cc.id).cloned();
+            if let (Some(o), Some(max)) = (&owned, cc.max_duration) {
+                consider(o.started_at.saturating_add(max.as_millis() as i64));
+            }
+            states.push(ChannelState {
+                channel_id: cc.id.clone(),
+                observed: seen.map(|s| s.observed()),
+                owned,
+                claims: channel_claims,
+                max_duration_ms: cc.max_duration.map(|d| d.as_millis() as i64),
+                spent_before: self.spent_before.get(&cc.id).copied(),
+                start_blocked: false,
+            });
+        }
+        self.next_deadline = next_deadline;
+        Ok(states)
+    }
+}

@@ -1,0 +1,194 @@
+//! Observation: the engine's view of every channel, from the paged channel list and from
+//! single-channel reads.
+//!
+//! Each channel's entry keeps the last state Live Station returned, *as of* when the request
+//! that returned it was made (a lower bound on when the state was true: it cannot predate the
+//! request), and since when the channel has been seen publishing. The as-of time is what lets
+//! an unclear start be settled by an observation: only one requested after the start could last
+//! take effect says anything about it.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
+use crate::livestation::{ApiError, Channel, ChannelPage, Listing, LiveStation};
+
+use super::decide::Observed;
+
+/// One channel as last observed.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Seen {
+    pub channel: Channel,
+    /// When the request that returned this state was made (engine time, ms).
+    pub as_of: i64,
+    /// Since when the channel has been publishing without a break, as far as lsrecd saw.
+    pub live_since: Option<i64>,
+}
+
+impl Seen {
+    /// What the decision rule needs.
+    pub(crate) fn observed(&self) -> Observed {
+        Observed {
+            status: self.channel.channel_status.clone(),
+            is_recording: self.channel.is_recording,
+            immediate_on_air: self.channel.immediate_on_air,
+            live_since: self.live_since,
+        }
+    }
+}
+
+/// How an observation compares with the previous one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// First time this channel is seen.
+    New,
+    /// Its status or recording flag changed.
+    Changed,
+    /// Nothing that matters changed.
+    Same,
+}
+
+/// The channels as last observed.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelView {
+    seen: HashMap<String, Seen>,
+}
+
+impl ChannelView {
+    /// Takes a fresh observation of one channel, made by a request at `as_of` during the tick
+    /// of `now` (a publishing session begins at the tick that first sees it, so that it is
+    /// never later than the decisions made in that tick). An observation older than the one
+    /// held is ignored (a slow read must not undo a newer one).
+    pub(crate) fn apply(&mut self, channel: Channel, as_of: i64, now: i64) -> Change {
+        let live = channel.channel_status.is_live();
+        match self.seen.get_mut(&channel.channel_id) {
+            Some(prev) if prev.as_of > as_of => Change::Same,
+            Some(prev) => {
+                let changed = prev.channel.is_recording != channel.is_recording
+                    || prev.channel.channel_status != channel.channel_status;
+                prev.live_since = match (live, prev.live_since) {
+                    (true, None) => Some(now),
+                    (true, since) => since,
+                    (false, _) => None,
+                };
+                prev.channel = channel;
+                prev.as_of = as_of;
+                if changed {
+                    Change::Changed
+                } else {
+                    Change::Same
+                }
+            }
+            None => {
+                self.seen.insert(
+                    channel.channel_id.clone(),
+                    Seen {
+                        live_since: live.then_some(now),
+                        channel,
+                        as_of,
+                    },
+                );
+                Change::New
+            }
+        }
+    }
+
+    /// Forgets channels a complete listing did not return.
+    pub(crate) fn retain(&mut self, listed: &HashSet<String>) {
+        self.seen.retain(|id, _| listed.contains(id));
+    }
+
+    /// The last observation of a channel.
+    pub(crate) fn get(&self, channel_id: &str) -> Option<&Seen> {
+        self.seen.get(channel_id)
+    }
+
+    /// Notes the effect of lsrecd's own confirmed start or stop until the next observation.
+    pub(crate) fn set_recording(&mut self, channel_id: &str, recording: bool) {
+        if let Some(s) = self.seen.get_mut(channel_id) {
+            s.channel.is_recording = recording;
+        }
+    }
+
+    /// Channels in the view.
+    pub(crate) fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Channels recording now, as far as the view knows.
+    pub(crate) fn recording(&self) -> usize {
+        self.seen
+            .values()
+            .filter(|s| s.channel.is_recording)
+            .count()
+    }
+}
+
+/// Reads the whole channel list, page by page (see [`Listing`] for when it is complete).
+pub(crate) async fn read_listing<A: LiveStation>(api: &A) -> Result<ChannelPage, ApiError> {
+    let mut listing = Listing::default();
+    let mut page_no = 1;
+    loop {
+        let page = api.list_channels_page(page_no, CHANNEL_PAGE_SIZE).await?;
+        if listing.add(page_no, page.value) {
+            break;
+        }
+        if page_no == MAX_CHANNEL_PAGES {
+            tracing::warn!(
+                pages = page_no,
+                channels = listing.channels().len(),
+                "stopped listing channels after {MAX_CHANNEL_PAGES} pages"
+            );
+            break;
+        }
+        page_no += 1;
+    }
+    Ok(listing.into_page())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::livestation::ChannelStatus;
+
+    fn channel(id: &str, status: ChannelStatus, recording: bool) -> Channel {
+        Channel {
+            channel_id: id.into(),
+            channel_name: None,
+            channel_status: status,
+            is_recording: recording,
+            immediate_on_air: false,
+            record: None,
+            created_time: None,
+        }
+    }
+
+    #[test]
+    fn live_since_is_the_first_observation_of_an_unbroken_publishing_session() {
+        let mut view = ChannelView::default();
+        assert_eq!(
+            view.apply(channel("a", ChannelStatus::Publishing, false), 1_000, 1_000),
+            Change::New
+        );
+        view.apply(channel("a", ChannelStatus::Publishing, false), 2_000, 2_000);
+        assert_eq!(view.get("a").unwrap().live_since, Some(1_000));
+        view.apply(channel("a", ChannelStatus::Ready, false), 3_000, 3_000);
+        assert_eq!(view.get("a").unwrap().live_since, None);
+        view.apply(channel("a", ChannelStatus::Publishing, false), 4_000, 4_000);
+        assert_eq!(view.get("a").unwrap().live_since, Some(4_000));
+    }
+
+    #[test]
+    fn an_observation_older_than_the_one_held_changes_nothing() {
+        let mut view = ChannelView::default();
+        view.apply(channel("a", ChannelStatus::Publishing, true), 5_000, 5_000);
+        assert_eq!(
+            view.apply(channel("a", ChannelStatus::Publishing, false), 4_000, 4_000),
+            Change::Same
+        );
+        assert!(view.get("a").unwrap().channel.is_recording);
+        assert_eq!(
+            view.apply(channel("a", ChannelStatus::Publishing, false), 6_000, 6_000),
+            Change::Changed
+        );
+    }
+}

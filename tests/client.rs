@@ -2,8 +2,7 @@
 //! paging past 100 channels, the FKR region, clock skew, and the gateway's authentication
 //! answers. Each test starts its own emulator on a free port.
 
-#[path = "common/proxy.rs"]
-mod proxy;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use lsrecd::livestation::{
     RecordStatus, Region,
 };
 use lsrecd::secret::Secret;
-use proxy::{DateHeader, Proxy};
+use support::proxy::{DateHeader, Proxy};
 
 const ACCESS: &str = "CLIENT-TEST-ACCESS";
 const SECRET: &str = "client-test-secret-0123456789";

@@ -28,8 +28,8 @@
 //! release), built before the benchmark starts, so the numbers are those of a release build
 //! and no second build step is needed.
 //!
-//! The table marks PASS/FAIL, but the command exits 0 whatever the numbers are; it exits 1 only
-//! when the run itself broke (a process did not start, answer or stop).
+//! The table marks PASS/FAIL, but the command exits 0 whatever the numbers are; it fails, saying
+//! why, only when the run itself broke (a process did not start, answer or stop).
 //!
 //! `api.max_rps` bounds how fast the ceil(N/100) list pages of a poll can be read: the listing
 //! alone takes at least pages / max_rps seconds of every cycle, which the table shows. The
@@ -43,29 +43,28 @@
 //! - `LSRECD_BENCH_LIVE`: channels made live one at a time (default 5);
 //! - `LSRECD_BENCH_KEEP=1`: keep the working directory (configuration, database, logs).
 
-use std::collections::BTreeMap;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use serde::Deserialize;
-use serde_json::json;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use lsrecd::emulator::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY};
+use lsrecd::config::credentials::write_private;
+use lsrecd::emulator::{Counters, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Operation};
+use support::emulator::EmulatorProcess;
+use support::process::{LSRECD, Process, lsrecd_command};
+use support::wait_for;
 
 /// Channels per page of the channel list, as the daemon reads it.
 const PAGE_SIZE: usize = 100;
 /// The daemon's poll interval in every run.
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
-/// How often the emulator's counters are read while waiting for something.
-const COUNTER_POLL: Duration = Duration::from_millis(20);
 /// Resident memory target at 1,000 channels.
 const RSS_TARGET_KIB: u64 = 40 * 1024;
 /// The channel count the RSS target applies to.
@@ -147,7 +146,7 @@ impl Settings {
             cycles,
             live,
             keep: std::env::var("LSRECD_BENCH_KEEP").is_ok_and(|v| v == "1"),
-            binary: PathBuf::from(env!("CARGO_BIN_EXE_lsrecd")),
+            binary: PathBuf::from(LSRECD),
             clock_ticks: clock_ticks(),
         })
     }
@@ -230,19 +229,18 @@ async fn measure(settings: &Settings, n: usize, dir: &Path) -> Result<Report> {
     let cycle_bound =
         POLL_INTERVAL + Duration::from_secs_f64(pages as f64 / settings.max_rps * 2.0 + 5.0);
 
-    let (emulator_process, base) = start_emulator(&settings.binary, dir).await?;
-    let emulator = EmulatorControl::new(&base)?;
-    let ids = emulator.add_channels(n, "bench").await?;
+    let emulator = Emulator(EmulatorProcess::start(&dir.join("emulator.log")).await);
+    let ids = emulator.0.add_channels(n, "bench").await;
     ensure!(
         ids.len() == n,
         "the emulator added {} channels, not {n}",
         ids.len()
     );
-    let config = write_config(dir, &base, &ids, settings.max_rps)?;
+    let config = write_config(dir, &emulator.0.base, &ids, settings.max_rps)?;
 
     let spawned = Instant::now();
-    let mut daemon = start_daemon(&settings.binary, &config, dir)?;
-    let emulator_cpu_start = cpu_ticks(emulator_process.pid)?;
+    let mut daemon = start_daemon(&config, dir);
+    let emulator_cpu_start = cpu_ticks(emulator.0.process.pid())?;
     let emulator_clock_start = Instant::now();
 
     // Ready: the first full observation (the reconciliation at start) has read every page.
@@ -251,7 +249,7 @@ async fn measure(settings: &Settings, n: usize, dir: &Path) -> Result<Report> {
             &mut daemon,
             cycle_bound * 2,
             "the first channel listing",
-            |c| c.list_calls() >= pages,
+            |c| list_calls(c) >= pages,
         )
         .await?;
     let first_poll = spawned.elapsed();
@@ -263,28 +261,28 @@ async fn measure(settings: &Settings, n: usize, dir: &Path) -> Result<Report> {
             &mut daemon,
             cycle_bound * 2,
             "the third channel listing",
-            |c| c.list_calls() > 2 * pages,
+            |c| list_calls(c) > 2 * pages,
         )
         .await?;
     let t0 = Instant::now();
-    let cpu0 = cpu_ticks(daemon.pid)?;
-    let end_after = c0.list_calls() + settings.cycles * pages;
+    let cpu0 = cpu_ticks(daemon.pid())?;
+    let end_after = list_calls(&c0) + settings.cycles * pages;
     let c1 = emulator
         .wait_for(
             &mut daemon,
             cycle_bound * (settings.cycles as u32 + 1),
             "the idle poll cycles",
-            |c| c.list_calls() >= end_after,
+            |c| list_calls(c) >= end_after,
         )
         .await?;
     let window = t0.elapsed();
-    let cpu1 = cpu_ticks(daemon.pid)?;
-    let memory = memory_kib(daemon.pid)?;
-    let cycles = (c1.list_calls() - c0.list_calls()) as f64 / pages as f64;
+    let cpu1 = cpu_ticks(daemon.pid())?;
+    let memory = memory_kib(daemon.pid())?;
+    let cycles = (list_calls(&c1) - list_calls(&c0)) as f64 / pages as f64;
     let idle = Idle {
         cycles,
         requests_per_cycle: (c1.requests - c0.requests) as f64 / cycles,
-        list_calls_per_cycle: (c1.list_calls() - c0.list_calls()) as f64 / cycles,
+        list_calls_per_cycle: (list_calls(&c1) - list_calls(&c0)) as f64 / cycles,
         period: window.div_f64(cycles),
         rss_kib: memory.rss,
         cpu_percent: cpu_percent(cpu1 - cpu0, settings.clock_ticks, window),
@@ -297,17 +295,17 @@ async fn measure(settings: &Settings, n: usize, dir: &Path) -> Result<Report> {
     let mut went_live = Vec::with_capacity(settings.live);
     for i in 0..settings.live {
         let id = &ids[i * n / settings.live];
-        let listed = emulator.counters().await?.list_calls();
+        let listed = list_calls(&emulator.counters().await?);
         let listing_done = (listed / pages + 1) * pages;
         emulator
             .wait_for(&mut daemon, cycle_bound * 2, "a channel listing", |c| {
-                c.list_calls() >= listing_done
+                list_calls(c) >= listing_done
             })
             .await?;
         // Not waiting for a condition: this places the go-live at a chosen point of the cycle.
         tokio::time::sleep(phase(i, settings.live)).await;
         let live_at = Instant::now();
-        emulator.go_live(id).await?;
+        emulator.0.set_live(id, true).await;
         emulator
             .wait_for(
                 &mut daemon,
@@ -325,16 +323,17 @@ async fn measure(settings: &Settings, n: usize, dir: &Path) -> Result<Report> {
         .iter()
         .filter(|id| last.start_record_calls_on(id) == 0)
         .count();
-    let peak_kib = memory_kib(daemon.pid)?.peak;
-    let emulator_cpu = cpu_ticks(emulator_process.pid)? - emulator_cpu_start;
+    let peak_kib = memory_kib(daemon.pid())?.peak;
+    let emulator_cpu = cpu_ticks(emulator.0.process.pid())? - emulator_cpu_start;
     let emulator_cpu_percent = cpu_percent(
         emulator_cpu,
         settings.clock_ticks,
         emulator_clock_start.elapsed(),
     );
 
-    let stop = daemon.terminate(STOP_TARGET * 2).await?;
-    emulator_process.terminate(Duration::from_secs(10)).await?;
+    let stop = terminate(&mut daemon, STOP_TARGET * 2).await?;
+    let mut emulator = emulator.0.process;
+    terminate(&mut emulator, Duration::from_secs(10)).await?;
     Ok(Report {
         channels: n,
         pages,
@@ -499,118 +498,28 @@ fn by_phase(latencies: &[Duration]) -> String {
         .join(", ")
 }
 
-/// A child process that is killed if it is dropped while running (the run broke).
-struct Process {
-    name: &'static str,
-    pid: u32,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    /// Sends SIGTERM and waits up to `grace` for the process to exit successfully; returns how
-    /// long it took.
-    async fn terminate(mut self, grace: Duration) -> Result<Duration> {
-        let asked = Instant::now();
-        // kill(1): std has no way to send SIGTERM, and this keeps the crate free of libc.
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .context("cannot run kill(1)")?;
-        ensure!(sent.success(), "kill -TERM {} failed: {sent}", self.pid);
-        let status = match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(status) => status.with_context(|| format!("waiting for {}", self.name))?,
-            Err(_) => {
-                let _ = self.child.kill().await;
-                bail!(
-                    "{} did not exit within {} of SIGTERM{}",
-                    self.name,
-                    humantime::format_duration(grace),
-                    log_tail(&self.log)
-                );
-            }
-        };
-        ensure!(
-            status.success(),
-            "{} exited with {status} after SIGTERM{}",
-            self.name,
-            log_tail(&self.log)
-        );
-        Ok(asked.elapsed())
-    }
-
-    /// An error if the process has exited.
-    fn check_running(&mut self) -> Result<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => bail!(
-                "{} exited early with {status}{}",
-                self.name,
-                log_tail(&self.log)
-            ),
-            Err(e) => bail!("cannot check on {}: {e}", self.name),
-        }
-    }
-}
-
-/// The last lines of a log, to explain a failure.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(15)..].join("\n    ");
-    format!("; last lines of {}:\n    {tail}", path.display())
-}
-
-fn log_file(path: &Path) -> Result<std::fs::File> {
-    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
-}
-
-/// Starts `lsrecd emulator --listen 127.0.0.1:0` and returns it with its base URL, read from
-/// the first line it prints.
-async fn start_emulator(binary: &Path, dir: &Path) -> Result<(Process, String)> {
-    let log = dir.join("emulator.log");
-    let mut child = Command::new(binary)
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log_file(&log)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {} emulator", binary.display()))?;
-    let pid = child
-        .id()
-        .ok_or_else(|| anyhow!("the emulator exited at once"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no stdout from the emulator"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+/// Sends SIGTERM and waits up to `grace` for `process` to exit successfully; returns how long it
+/// took.
+async fn terminate(process: &mut Process, grace: Duration) -> Result<Duration> {
+    let asked = Instant::now();
+    let status = process
+        .terminate(grace)
         .await
-        .map_err(|_| anyhow!("the emulator printed nothing within 10 s"))?
-        .context("reading the emulator's stdout")?
-        .ok_or_else(|| {
-            anyhow!(
-                "the emulator closed stdout without a line{}",
-                log_tail(&log)
-            )
-        })?;
-    let base = first
-        .strip_prefix("listening on ")
-        .ok_or_else(|| anyhow!("unexpected first line from the emulator: {first:?}"))?
-        .trim()
-        .to_string();
-    // The rest of stdout is the start-up banner; read it so the emulator never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((
-        Process {
-            name: "lsrecd emulator",
-            pid,
-            child,
-            log,
-        },
-        base,
-    ))
+        .map_err(|e| anyhow!("{e}{}", log_tail(process)))?;
+    ensure!(
+        status.success(),
+        "exited with {status} after SIGTERM{}",
+        log_tail(process)
+    );
+    Ok(asked.elapsed())
+}
+
+/// The last lines a process logged, to explain a failure.
+fn log_tail(process: &Process) -> String {
+    format!(
+        "; last lines it logged:\n    {}",
+        process.stderr_tail(15).replace('\n', "\n    ")
+    )
 }
 
 /// Writes the daemon's configuration (mode 0600: it holds the emulator's keys inline).
@@ -632,136 +541,32 @@ fn write_config(dir: &Path, base: &str, ids: &[String], max_rps: f64) -> Result<
             "[[channel]]\nid = \"{id}\"\nrecord_when_live = true\n"
         );
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
 /// Starts `lsrecd --config CONFIG run`, logging to `daemon.log` beside the configuration.
-fn start_daemon(binary: &Path, config: &Path, dir: &Path) -> Result<Process> {
-    let log = dir.join("daemon.log");
-    let child = Command::new(binary)
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        // Everything comes from the configuration file; nothing from a surrounding service.
-        .env_remove("LSRECD_ACCESS_KEY")
-        .env_remove("LSRECD_SECRET_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file(&log)?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {} run", binary.display()))?;
-    let pid = child
-        .id()
-        .ok_or_else(|| anyhow!("lsrecd run exited at once"))?;
-    Ok(Process {
-        name: "lsrecd run",
-        pid,
-        child,
-        log,
-    })
+fn start_daemon(config: &Path, dir: &Path) -> Process {
+    let mut command = lsrecd_command();
+    command.arg("--config").arg(config).arg("run");
+    Process::start_logged("lsrecd run", command, &dir.join("daemon.log"))
 }
 
-/// The emulator's counters (`GET /_emulator/counters`), the parts this benchmark reads.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-struct Counters {
-    requests: u64,
-    calls: BTreeMap<String, u64>,
-    start_record_calls: BTreeMap<String, u64>,
-    start_while_recording: u64,
+/// Channel-list calls the emulator has served.
+fn list_calls(counters: &Counters) -> u64 {
+    counters.calls_of(Operation::ListChannels)
 }
 
-impl Counters {
-    fn list_calls(&self) -> u64 {
-        self.calls.get("list_channels").copied().unwrap_or(0)
-    }
+/// The emulator process and the counters this benchmark reads from it.
+struct Emulator(EmulatorProcess);
 
-    fn start_record_calls_on(&self, id: &str) -> u64 {
-        self.start_record_calls.get(id).copied().unwrap_or(0)
-    }
-}
-
-/// The emulator's HTTP control API.
-struct EmulatorControl {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl EmulatorControl {
-    fn new(base: &str) -> Result<EmulatorControl> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build an HTTP client")?;
-        Ok(EmulatorControl {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/_emulator{path}", self.base)
-    }
-
-    async fn add_channels(&self, count: usize, prefix: &str) -> Result<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Added {
-            ids: Vec<String>,
-        }
-        let reply = self
-            .http
-            .post(self.url("/channels/bulk"))
-            .json(&json!({ "count": count, "prefix": prefix }))
-            .send()
-            .await
-            .context("adding channels to the emulator")?;
-        let status = reply.status();
-        ensure!(status.is_success(), "adding channels: HTTP {status}");
-        let added: Added = reply.json().await.context("adding channels: the answer")?;
-        Ok(added.ids)
-    }
-
-    async fn go_live(&self, id: &str) -> Result<()> {
-        let reply = self
-            .http
-            .post(self.url(&format!("/channels/{id}/live")))
-            .send()
-            .await
-            .with_context(|| format!("making {id} live"))?;
-        let status = reply.status();
-        ensure!(status.is_success(), "making {id} live: HTTP {status}");
-        Ok(())
-    }
-
+impl Emulator {
     async fn counters(&self) -> Result<Counters> {
-        let reply = self
-            .http
-            .get(self.url("/counters"))
-            .send()
-            .await
-            .context("reading the emulator's counters")?;
-        let status = reply.status();
-        ensure!(status.is_success(), "reading counters: HTTP {status}");
-        reply.json().await.context("reading counters: the answer")
+        serde_json::from_value(self.0.counters().await).context("reading the emulator's counters")
     }
 
-    /// Reads the counters every [`COUNTER_POLL`] until `done` holds, and returns them. Fails if
-    /// `within` passes first or `daemon` exits.
+    /// Reads the counters until `done` holds, and returns them. Fails if `within` passes first
+    /// or `daemon` exits.
     async fn wait_for(
         &self,
         daemon: &mut Process,
@@ -769,21 +574,22 @@ impl EmulatorControl {
         what: &str,
         done: impl Fn(&Counters) -> bool,
     ) -> Result<Counters> {
-        let deadline = Instant::now() + within;
-        loop {
-            let counters = self.counters().await?;
+        let outcome = wait_for(within, what, async || {
+            let counters = match self.counters().await {
+                Ok(c) => c,
+                Err(e) => return Some(Err(e)),
+            };
             if done(&counters) {
-                return Ok(counters);
+                return Some(Ok(counters));
             }
-            daemon.check_running()?;
-            if Instant::now() >= deadline {
-                bail!(
-                    "no {what} within {}{}",
-                    humantime::format_duration(within),
-                    log_tail(&daemon.log)
-                );
-            }
-            tokio::time::sleep(COUNTER_POLL).await;
+            let status = daemon.exited()?;
+            Some(Err(anyhow!("lsrecd run exited early with {status}")))
+        })
+        .await;
+        match outcome {
+            Ok(Ok(counters)) => Ok(counters),
+            Ok(Err(e)) => Err(anyhow!("{e}{}", log_tail(daemon))),
+            Err(timed_out) => Err(anyhow!("{timed_out}{}", log_tail(daemon))),
         }
     }
 }

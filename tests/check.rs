@@ -1,8 +1,12 @@
 //! `lsrecd check` as a user runs it: the real binary on fixture files, its stdout, stderr and
 //! exit status.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use support::process::lsrecd_command;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,16 +17,13 @@ fn fixture(name: &str) -> PathBuf {
 /// Runs `lsrecd --config CONFIG check ARGS` with credentials in the environment and nothing
 /// else from the caller's environment that lsrecd reads.
 fn check(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lsrecd"))
+    lsrecd_command()
         .arg("--config")
         .arg(config)
         .arg("check")
         .args(args)
         .env("LSRECD_ACCESS_KEY", "test-access-key")
         .env("LSRECD_SECRET_KEY", "test-secret-key")
-        .env_remove("LSRECD_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("RUST_LOG")
         .output()
         .expect("the lsrecd binary runs")
 }
@@ -147,13 +148,10 @@ fn a_missing_configuration_file_exits_78() {
 
 #[test]
 fn missing_credentials_exit_78() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lsrecd"))
+    let out = lsrecd_command()
         .arg("--config")
         .arg(fixture("no-schedules.toml"))
         .arg("check")
-        .env_remove("LSRECD_ACCESS_KEY")
-        .env_remove("LSRECD_SECRET_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .expect("the lsrecd binary runs");
     assert_eq!(out.status.code(), Some(78));

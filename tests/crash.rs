@@ -24,13 +24,11 @@
 //! number of rounds. The random choices come from the seed; where the kills land relative to the
 //! daemon's work depends on timing too, so a seed narrows a failure down without pinning it.
 
-#[path = "common/procs.rs"]
-mod procs;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -40,7 +38,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Row};
 
 use lsrecd::emulator::{DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY};
-use procs::{ChildGuard, EmulatorProcess, LSRECD, wait_for, write_private};
+use support::emulator::EmulatorProcess;
+use support::process::{Process, lsrecd_command};
+use support::{wait_for, write_private};
 
 /// A channel of the scenario: how the emulator has it and how lsrecd is configured for it.
 struct ChannelPlan {
@@ -143,7 +143,7 @@ async fn a_recording_made_and_ended_while_the_daemon_was_down_is_in_the_database
     let dir = work.path().to_path_buf();
     let db = dir.join("lsrecd.db");
     let config = dir.join("config.toml");
-    let emu = EmulatorProcess::start(&dir.join("emulator.log"));
+    let emu = EmulatorProcess::start(&dir.join("emulator.log")).await;
     let plan = CHANNELS
         .iter()
         .find(|c| c.id == "crash-ioa")
@@ -156,11 +156,11 @@ async fn a_recording_made_and_ended_while_the_daemon_was_down_is_in_the_database
     );
 
     let mut first = start_daemon(&config, &dir.join("first.log"));
-    wait_for(CATCH_UP, "the first observation", || {
-        let db = &db;
-        async move { channel_observed(db, plan.id).await.then_some(()) }
+    wait_for(CATCH_UP, "the first observation", async || {
+        channel_observed(&db, plan.id).await.then_some(())
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", first.stderr_tail(40)));
     first.kill9();
 
     emu.set_live(plan.id, true).await;
@@ -171,14 +171,15 @@ async fn a_recording_made_and_ended_while_the_daemon_was_down_is_in_the_database
     wait_for(
         CATCH_UP,
         "the record made while down to be in the database",
-        || {
-            let (emu, db) = (&emu, &db);
-            async move { missing_records(emu, db).await.is_empty().then_some(()) }
-        },
+        async || missing_records(&emu, &db).await.is_empty().then_some(()),
     )
-    .await;
-    let status = second.terminate(Duration::from_secs(15));
-    assert!(status.success(), "{}", second.log_tail(40));
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", second.stderr_tail(40)));
+    let status = second
+        .terminate(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", second.stderr_tail(40)));
+    assert!(status.success(), "{}", second.stderr_tail(40));
 }
 
 /// Whether the database has a row for `channel` from an observation of the API.
@@ -258,7 +259,7 @@ async fn crash_test(rounds: u32) {
     let db = dir.join("lsrecd.db");
     let config = dir.join("config.toml");
 
-    let emu = EmulatorProcess::start(&dir.join("emulator.log"));
+    let emu = EmulatorProcess::start(&dir.join("emulator.log")).await;
     emu.put(
         "/lifecycle",
         &json!({"processing_ms": 300, "transfer_ms": 300, "retention_ms": 259_200_000u64}),
@@ -308,7 +309,7 @@ async fn crash_test(rounds: u32) {
         if let Some(status) = daemon.exited() {
             panic!(
                 "round {n}: lsrecd exited by itself ({status}) before the kill\n{}",
-                daemon.log_tail(40)
+                daemon.stderr_tail(40)
             );
         }
         round.killed = daemon.kill9().signal() == Some(9);
@@ -337,12 +338,10 @@ async fn crash_test(rounds: u32) {
     wait_for(
         CATCH_UP,
         "every emulator record to be in the database",
-        || {
-            let (emu, db) = (&emu, &db);
-            async move { missing_records(emu, db).await.is_empty().then_some(()) }
-        },
+        async || missing_records(&emu, &db).await.is_empty().then_some(()),
     )
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", daemon.stderr_tail(40)));
     // Every stream ends; each recording must then be seen ending, released if lsrecd owned it,
     // and followed to the status it settles in.
     for c in CHANNELS {
@@ -351,24 +350,25 @@ async fn crash_test(rounds: u32) {
     wait_for(
         CATCH_UP,
         "every record followed to its settled status",
-        || {
-            let (emu, db) = (&emu, &db);
-            async move { settled_and_followed(emu, db).await.then_some(()) }
-        },
+        async || settled_and_followed(&emu, &db).await.then_some(()),
     )
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", daemon.stderr_tail(40)));
     // A start interrupted by the last kill is settled once it can no longer take effect
     // (api.timeout + 5 s after it was sent); nothing may stay unsettled after that.
-    wait_for(CATCH_UP, "every interrupted action settled", || {
-        let db = &db;
-        async move { (unsettled_actions(db).await == 0).then_some(()) }
+    wait_for(CATCH_UP, "every interrupted action settled", async || {
+        (unsettled_actions(&db).await == 0).then_some(())
     })
-    .await;
-    let status = daemon.terminate(Duration::from_secs(15));
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", daemon.stderr_tail(40)));
+    let status = daemon
+        .terminate(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", daemon.stderr_tail(40)));
     assert!(
         status.success(),
         "lsrecd exited with {status} after SIGTERM\n{}",
-        daemon.log_tail(40)
+        daemon.stderr_tail(40)
     );
 
     print_summary(&summary, &emu, &db).await;
@@ -418,11 +418,10 @@ max_backoff = "400ms"
 
 /// `lsrecd check` accepts the configuration (a typo would make every round fail obscurely).
 fn check_config(config: &Path) {
-    let out = Command::new(LSRECD)
+    let out = lsrecd_command()
         .arg("check")
         .arg("--config")
         .arg(config)
-        .env_remove("LSRECD_CONFIG")
         .output()
         .expect("run lsrecd check");
     assert!(
@@ -433,18 +432,10 @@ fn check_config(config: &Path) {
     );
 }
 
-fn start_daemon(config: &Path, log: &Path) -> ChildGuard {
-    let mut cmd = Command::new(LSRECD);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LSRECD_CONFIG")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("LSRECD_ACCESS_KEY")
-        .env_remove("LSRECD_SECRET_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY");
-    ChildGuard::spawn("lsrecd run", cmd, log)
+fn start_daemon(config: &Path, log: &Path) -> Process {
+    let mut cmd = lsrecd_command();
+    cmd.arg("run").arg("--config").arg(config);
+    Process::start_logged("lsrecd run", cmd, log)
 }
 
 /// Replaces the fault rules with a random set for this round; returns their names.

@@ -2,17 +2,16 @@
 //! fake notify socket, stopped and reloaded with signals, its database read with
 //! `sqlite3 -readonly`.
 
-#[path = "common/binary.rs"]
-mod binary;
+mod support;
 
 use std::ffi::OsString;
 use std::time::Duration;
 
-use binary::{
-    NotifySocket, SECRET_KEY, Site, channel_table, closed_endpoint, config_text, emulator,
-    free_port, is_recording, wait_for,
-};
 use lsrecd::emulator::{ChannelSpec, Fault, FaultRule, Operation};
+use support::emulator::{emulator, is_recording};
+use support::notify::NotifySocket;
+use support::site::{SECRET_KEY, Site, channel_table, closed_endpoint, config_text, free_port};
+use support::wait_for;
 
 const STUDIO_A: &str = "ls-20260101000000-TestA";
 const STUDIO_B: &str = "ls-20260101000000-TestB";
@@ -69,18 +68,20 @@ async fn systemd_hears_ready_after_the_first_poll_then_status_and_watchdog_and_s
     let notify = NotifySocket::bind(move || control.counters().calls_of(Operation::ListChannels));
     let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
 
-    let ready = wait_for(START_LIMIT, || notify.first("READY=1"))
+    let ready = wait_for(START_LIMIT, "READY=1", async || notify.first("READY=1"))
         .await
-        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
     assert!(
         ready.sample >= 1,
         "READY=1 arrived before the emulator served any channel list"
     );
 
-    wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
-        .await
-        .unwrap_or_else(|| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
-    let status = wait_for(POLLS, || {
+    wait_for(POLLS, "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
+    let status = wait_for(POLLS, "a STATUS= with the recording", async || {
         notify
             .statuses()
             .into_iter()
@@ -88,12 +89,12 @@ async fn systemd_hears_ready_after_the_first_poll_then_status_and_watchdog_and_s
     })
     .await;
     assert!(
-        status.is_some(),
+        status.is_ok(),
         "no STATUS= with the recording in it; statuses: {:?}",
         notify.statuses()
     );
 
-    let watchdogs = wait_for(POLLS, || {
+    let watchdogs = wait_for(POLLS, "three WATCHDOG=1 after READY=1", async || {
         let after_ready: Vec<_> = notify
             .notices()
             .into_iter()
@@ -102,7 +103,7 @@ async fn systemd_hears_ready_after_the_first_poll_then_status_and_watchdog_and_s
         (after_ready.len() >= 3).then_some(after_ready)
     })
     .await
-    .unwrap_or_else(|| panic!("WATCHDOG=1 did not repeat; notices: {:?}", notify.notices()));
+    .unwrap_or_else(|_| panic!("WATCHDOG=1 did not repeat; notices: {:?}", notify.notices()));
     let longest_gap = watchdogs
         .windows(2)
         .map(|w| w[1].at.duration_since(w[0].at))
@@ -116,7 +117,7 @@ async fn systemd_hears_ready_after_the_first_poll_then_status_and_watchdog_and_s
     daemon.signal("TERM");
     let exit = daemon.wait_exit(STOP_LIMIT).await;
     assert_eq!(
-        exit.and_then(|s| s.code()),
+        exit.ok().and_then(|s| s.code()),
         Some(0),
         "SIGTERM did not end lsrecd with 0 in time; stderr:\n{}",
         daemon.stderr()
@@ -141,22 +142,26 @@ async fn the_watchdog_is_fed_within_watchdog_usec_even_when_the_poll_interval_is
     site.rewrite(&slow);
     let notify = NotifySocket::bind(|| 0);
     let daemon = site.spawn(&["run"], &systemd_env(&notify));
-    let ready = wait_for(START_LIMIT, || notify.first("READY=1"))
+    let ready = wait_for(START_LIMIT, "READY=1", async || notify.first("READY=1"))
         .await
-        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
 
     // WATCHDOG_USEC is 2 s: two keep-alives are due within 4 s of readiness.
-    let fed = wait_for(Duration::from_secs(4), || {
-        let after_ready = notify
-            .notices()
-            .into_iter()
-            .filter(|n| n.text == "WATCHDOG=1" && n.at > ready.at)
-            .count();
-        (after_ready >= 2).then_some(())
-    })
+    let fed = wait_for(
+        Duration::from_secs(4),
+        "two WATCHDOG=1 after READY=1",
+        async || {
+            let after_ready = notify
+                .notices()
+                .into_iter()
+                .filter(|n| n.text == "WATCHDOG=1" && n.at > ready.at)
+                .count();
+            (after_ready >= 2).then_some(())
+        },
+    )
     .await;
     assert!(
-        fed.is_some(),
+        fed.is_ok(),
         "fewer than two WATCHDOG=1 in the 4 s after READY=1: {:?}",
         notify.notices()
     );
@@ -172,15 +177,17 @@ async fn ready_is_not_sent_while_the_api_is_unreachable_and_sigterm_still_ends_t
     let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
 
     let waiting = "STATUS=waiting for the Live Station API";
-    wait_for(START_LIMIT, || (notify.count(waiting) >= 2).then_some(()))
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "lsrecd did not retry the unreachable API twice; notices: {:?}\nstderr:\n{}",
-                notify.notices(),
-                daemon.stderr()
-            )
-        });
+    wait_for(START_LIMIT, "two waiting statuses", async || {
+        (notify.count(waiting) >= 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "lsrecd did not retry the unreachable API twice; notices: {:?}\nstderr:\n{}",
+            notify.notices(),
+            daemon.stderr()
+        )
+    });
     assert!(
         notify.first("READY=1").is_none(),
         "READY=1 was sent without a single successful poll"
@@ -189,7 +196,7 @@ async fn ready_is_not_sent_while_the_api_is_unreachable_and_sigterm_still_ends_t
     daemon.signal("TERM");
     let exit = daemon.wait_exit(STOP_LIMIT).await;
     assert_eq!(
-        exit.and_then(|s| s.code()),
+        exit.ok().and_then(|s| s.code()),
         Some(0),
         "SIGTERM before readiness did not end lsrecd with 0; stderr:\n{}",
         daemon.stderr()
@@ -207,9 +214,9 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_file_i
     let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", false));
     let notify = NotifySocket::bind(|| 0);
     let mut daemon = site.spawn(&["run"], &systemd_env(&notify));
-    wait_for(START_LIMIT, || notify.first("READY=1"))
+    wait_for(START_LIMIT, "READY=1", async || notify.first("READY=1"))
         .await
-        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
     assert!(
         !is_recording(&emu, STUDIO_B),
         "studio-b was recorded before it was configured"
@@ -222,14 +229,16 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_file_i
     .concat();
     site.rewrite(&config_text(&emu.base_url(), &site.database, &both));
     daemon.signal("HUP");
-    wait_for(POLLS, || is_recording(&emu, STUDIO_B).then_some(()))
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "the reloaded claim did not start studio-b; stderr:\n{}",
-                daemon.stderr()
-            )
-        });
+    wait_for(POLLS, "studio-b recording", async || {
+        is_recording(&emu, STUDIO_B).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the reloaded claim did not start studio-b; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
     assert!(daemon.stderr().contains("configuration reloaded"));
 
     let broken = config_text(&emu.base_url(), &site.database, &both)
@@ -243,7 +252,8 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_file_i
     assert!(
         daemon
             .wait_stderr("configuration reload failed", POLLS)
-            .await,
+            .await
+            .is_ok(),
         "the failed reload was not logged; stderr:\n{}",
         daemon.stderr()
     );
@@ -261,12 +271,12 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_the_new_file_i
     let control = emu.control();
     control.go_offline(STUDIO_B).expect("studio-b exists");
     control.go_live(STUDIO_B).expect("studio-b exists");
-    wait_for(POLLS, || {
+    wait_for(POLLS, "studio-b recorded again", async || {
         (control.counters().start_record_calls_on(STUDIO_B) == 2 && is_recording(&emu, STUDIO_B))
             .then_some(())
     })
     .await
-    .unwrap_or_else(|| {
+    .unwrap_or_else(|_| {
         panic!(
             "after the failed reload studio-b was not recorded again; stderr:\n{}",
             daemon.stderr()
@@ -281,9 +291,9 @@ async fn a_second_daemon_on_the_same_database_exits_non_zero_naming_the_lock() {
     let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
     let notify = NotifySocket::bind(|| 0);
     let mut first = site.spawn(&["run"], &systemd_env(&notify));
-    wait_for(START_LIMIT, || notify.first("READY=1"))
+    wait_for(START_LIMIT, "READY=1", async || notify.first("READY=1"))
         .await
-        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", first.stderr()));
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", first.stderr()));
 
     let second = site.run(&["run"], START_LIMIT).await;
 
@@ -325,14 +335,14 @@ async fn a_live_channel_is_recorded_once_with_records_an_action_and_an_event_in_
     let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
     let daemon = site.spawn(&["run"], &[]);
 
-    let records = wait_for(POLLS, || {
+    let records = wait_for(POLLS, "a records row", async || {
         site.rows(&format!(
             "SELECT record_id, status, should_delete_time FROM records WHERE channel_id = '{STUDIO_A}'"
         ))
         .filter(|rows| !rows.is_empty())
     })
     .await
-    .unwrap_or_else(|| panic!("no records row; stderr:\n{}", daemon.stderr()));
+    .unwrap_or_else(|_| panic!("no records row; stderr:\n{}", daemon.stderr()));
     assert_eq!(records.len(), 1, "one MP4 record expected: {records:?}");
     let (record_id, status, should_delete) = (&records[0][0], &records[0][1], &records[0][2]);
     assert_eq!(status, "RECORDING");
@@ -368,11 +378,11 @@ async fn a_live_channel_is_recorded_once_with_records_an_action_and_an_event_in_
             .unwrap_or(0)
     };
     let first_poll = polled_at(&site);
-    wait_for(POLLS, || {
+    wait_for(POLLS, "two more polls", async || {
         (polled_at(&site) >= first_poll + 2_000).then_some(())
     })
     .await
-    .unwrap_or_else(|| panic!("the daemon stopped polling; stderr:\n{}", daemon.stderr()));
+    .unwrap_or_else(|_| panic!("the daemon stopped polling; stderr:\n{}", daemon.stderr()));
     let counters = emu.control().counters();
     assert_eq!(counters.start_record_calls_on(STUDIO_A), 1);
     assert_eq!(counters.start_while_recording, 0);
@@ -387,12 +397,14 @@ async fn neither_debug_logs_nor_the_database_contain_the_secret_key() {
     );
     let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
     let mut daemon = site.spawn(&["-vv", "run"], &[]);
-    wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
-        .await
-        .unwrap_or_else(|| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
+    wait_for(POLLS, "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
     daemon.signal("TERM");
     let exit = daemon.wait_exit(STOP_LIMIT).await;
-    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    assert_eq!(exit.ok().and_then(|s| s.code()), Some(0));
 
     let stderr = daemon.stderr();
     assert!(
@@ -443,22 +455,21 @@ async fn a_publish_start_callback_starts_the_recording_without_waiting_for_the_p
     let daemon = site.spawn(&["run"], &[]);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    // `wait_for` takes a synchronous condition; HTTP needs awaiting, so poll here the same way.
-    let mut is_ready = false;
-    for _ in 0..150 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            is_ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        is_ready,
-        "/readyz never said ready; stderr:\n{}",
-        daemon.stderr()
-    );
+    wait_for(
+        Duration::from_secs(15),
+        "/readyz to answer 200",
+        async || {
+            let answer = http.get(format!("{base}/readyz")).send().await.ok()?;
+            (answer.status() == 200).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "/readyz never said ready ({e}); stderr:\n{}",
+            daemon.stderr()
+        )
+    });
 
     emu.control().go_live(STUDIO_A).unwrap();
     let answer = http
@@ -472,10 +483,11 @@ async fn a_publish_start_callback_starts_the_recording_without_waiting_for_the_p
         .expect("callback answered");
     assert_eq!(answer.status(), 202);
     assert!(
-        wait_for(Duration::from_secs(5), || is_recording(&emu, STUDIO_A)
-            .then_some(()))
+        wait_for(Duration::from_secs(5), "studio-a recording", async || {
+            is_recording(&emu, STUDIO_A).then_some(())
+        })
         .await
-        .is_some(),
+        .is_ok(),
         "the hint did not start the recording long before the 30 s poll; stderr:\n{}",
         daemon.stderr()
     );
@@ -486,20 +498,26 @@ async fn a_publish_start_callback_starts_the_recording_without_waiting_for_the_p
         "lsrecd_recordings_started_total{trigger=\"live\"} 1",
     ];
     let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if expected.iter().all(|line| metrics.contains(line)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // A timeout is reported by the assertions below, with the last text read.
+    let _ = wait_for(
+        Duration::from_secs(5),
+        "the start in /metrics",
+        async || {
+            metrics = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            expected
+                .iter()
+                .all(|line| metrics.contains(line))
+                .then_some(())
+        },
+    )
+    .await;
     for line in expected {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }
@@ -519,12 +537,12 @@ async fn a_start_stuck_on_refused_keys_recovers_when_sighup_brings_the_right_one
     let notify = NotifySocket::bind(|| 0);
     let daemon = site.spawn(&["run"], &systemd_env(&notify));
     assert!(
-        wait_for(START_LIMIT, || (notify
+        wait_for(START_LIMIT, "a waiting status", async || (notify
             .count("STATUS=waiting for the Live Station API")
             >= 1)
             .then_some(()))
         .await
-        .is_some(),
+        .is_ok(),
         "no waiting status; stderr:\n{}",
         daemon.stderr()
     );
@@ -532,13 +550,18 @@ async fn a_start_stuck_on_refused_keys_recovers_when_sighup_brings_the_right_one
 
     site.rewrite(&good);
     daemon.signal("HUP");
-    wait_for(START_LIMIT, || notify.first("READY=1"))
-        .await
-        .unwrap_or_else(|| panic!("no READY=1 after the reload; stderr:\n{}", daemon.stderr()));
+    wait_for(START_LIMIT, "READY=1 after the reload", async || {
+        notify.first("READY=1")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no READY=1 after the reload; stderr:\n{}", daemon.stderr()));
     assert!(
-        wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
-            .await
-            .is_some(),
+        wait_for(POLLS, "studio-a recording", async || is_recording(
+            &emu, STUDIO_A
+        )
+        .then_some(()))
+        .await
+        .is_ok(),
         "not recording after the keys were fixed; stderr:\n{}",
         daemon.stderr()
     );
@@ -557,19 +580,22 @@ async fn a_daemon_started_while_a_one_shot_command_holds_the_lock_waits_for_it()
     assert!(
         daemon
             .wait_stderr("waiting for a one-shot lsrecd start/stop", START_LIMIT)
-            .await,
+            .await
+            .is_ok(),
         "stderr:\n{}",
         daemon.stderr()
     );
     assert!(daemon.exited().is_none(), "it waits rather than exiting");
     assert!(notify.first("READY=1").is_none());
     drop(command);
-    wait_for(START_LIMIT, || notify.first("READY=1"))
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "no READY=1 once the lock was free; stderr:\n{}",
-                daemon.stderr()
-            )
-        });
+    wait_for(START_LIMIT, "READY=1 once the lock is free", async || {
+        notify.first("READY=1")
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no READY=1 once the lock was free; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
 }

@@ -1,14 +1,14 @@
 //! `lsrecd demo` as a newcomer runs it: a fixed duration, what it prints, and the database it
 //! leaves behind, read with the `sqlite3` command it suggests.
 
-#[path = "common/binary.rs"]
-mod binary;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use binary::{Lsrecd, lsrecd_command, query};
+use support::process::{Process, lsrecd_command};
+use support::site::query;
 
 /// The demo's own run time: long enough for a channel to go live and be recorded.
 const DURATION: &str = "25s";
@@ -32,12 +32,12 @@ async fn a_timed_demo_records_a_live_channel_and_leaves_a_database_to_query() {
     command
         .args(["demo", "--duration", DURATION])
         .env("TMPDIR", tmp.path());
-    let mut demo = Lsrecd::start(command);
+    let mut demo = Process::start("lsrecd demo", command);
 
     let exit = demo.wait_exit(LIMIT).await;
     let stdout = demo.stdout();
     assert_eq!(
-        exit.and_then(|s| s.code()),
+        exit.ok().and_then(|s| s.code()),
         Some(0),
         "stdout:\n{stdout}\nstderr:\n{}",
         demo.stderr()

@@ -1,7 +1,6 @@
 //! The emulator over real HTTP: gateway auth, region check, routes, record lifecycle, faults,
 //! the control API, and the `lsrecd emulator` binary.
 
-#[path = "common/emulator.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -15,7 +14,9 @@ use lsrecd::emulator::{
     RecordFormat, RecordType, RunningEmulator, WhileRecording,
 };
 use lsrecd::livestation::model::{self, RecordStatus};
-use support::{Signed, http_client, independent_signature, now_ms, read};
+use support::emulator::EmulatorProcess;
+use support::signed::{Signed, http_client, independent_signature, now_ms, read};
+use support::wait_for;
 
 const ACCESS: &str = "TEST-ACCESS-KEY";
 const SECRET: &str = "test-secret-key-0123456789";
@@ -41,7 +42,7 @@ fn gateway_401(details: &str) -> Value {
     json!({"error":{"errorCode":"200","message":"Authentication Failed","details":details}})
 }
 
-fn record_list(reply: &support::Reply) -> Vec<model::Record> {
+fn record_list(reply: &support::signed::Reply) -> Vec<model::Record> {
     let set = model::parse_records(reply.text.as_bytes()).expect("record answer");
     assert!(set.skipped.is_empty(), "{:?}", set.skipped);
     set.records
@@ -625,11 +626,12 @@ async fn hold_fault_makes_the_client_time_out_and_shutdown_still_completes() {
         api.client = http_client(Duration::from_secs(30));
         async move { api.get("/api/v2/channels/c1").await.status }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while emu.control().counters().calls_of(Operation::GetChannel) < 2 {
-        assert!(Instant::now() < deadline, "held request never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let ctl = emu.control();
+    wait_for(Duration::from_secs(10), "the held request", async || {
+        (ctl.counters().calls_of(Operation::GetChannel) >= 2).then_some(())
+    })
+    .await
+    .unwrap();
     let t = Instant::now();
     emu.shutdown().await;
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
@@ -979,13 +981,8 @@ async fn control_api_over_http_drives_channels_faults_clock_and_counters() {
 
 #[tokio::test]
 async fn lsrecd_emulator_binary_prints_its_address_serves_and_stops_on_sigterm() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lsrecd"))
-        .args([
-            "emulator",
-            "--listen",
-            "127.0.0.1:0",
+    let mut emulator = EmulatorProcess::start_with(
+        &[
             "--access-key",
             ACCESS,
             "--secret-key",
@@ -994,33 +991,25 @@ async fn lsrecd_emulator_binary_prints_its_address_serves_and_stops_on_sigterm()
             "3",
             "--live",
             "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("lsrecd runs");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("address printed in time")
-        .unwrap()
-        .unwrap();
-    let base = first
-        .strip_prefix("listening on ")
-        .expect(&first)
-        .to_string();
-    let mut rest = String::new();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await
-    {
-        rest.push_str(&line);
-        rest.push('\n');
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+        ],
+        None,
+    )
+    .await;
+    let base = emulator.base.clone();
+    let process = &emulator.process;
+    let rest = wait_for(
+        Duration::from_secs(5),
+        "the end of the banner",
+        async || {
+            let stdout = process.stdout();
+            stdout
+                .lines()
+                .any(|l| l.starts_with("Ctrl-C"))
+                .then(|| stdout.lines().skip(1).collect::<Vec<_>>().join("\n"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", process.stdout()));
     assert!(rest.contains(ACCESS), "{rest}");
     assert!(
         !rest.contains(SECRET),
@@ -1051,15 +1040,10 @@ async fn lsrecd_emulator_binary_prints_its_address_serves_and_stops_on_sigterm()
         .unwrap();
     assert_eq!(counters["recordings_started"], 1);
 
-    let pid = child.id().expect("running").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = emulator
+        .process
+        .terminate(Duration::from_secs(10))
         .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }

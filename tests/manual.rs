@@ -2,15 +2,15 @@
 //! acts itself) and beside a running daemon (the daemon acts), against an in-process emulator,
 //! with the database read through `sqlite3 -readonly`.
 
-#[path = "common/binary.rs"]
-mod binary;
+mod support;
 
 use std::time::Duration;
 
-use binary::{
-    NotifySocket, Site, channel_table, closed_endpoint, emulator, is_recording, wait_for,
-};
 use lsrecd::emulator::ChannelSpec;
+use support::emulator::{emulator, is_recording};
+use support::notify::NotifySocket;
+use support::site::{Site, channel_table, closed_endpoint};
+use support::wait_for;
 
 const STUDIO_A: &str = "ls-20260101000000-TestA";
 
@@ -85,9 +85,9 @@ async fn with_a_daemon_running_start_and_stop_return_at_once_and_the_daemon_acts
     let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", false));
     let notify = NotifySocket::bind(|| 0);
     let daemon = site.spawn(&["run"], &[("NOTIFY_SOCKET", notify.path())]);
-    wait_for(COMMAND_LIMIT, || notify.first("READY=1"))
+    wait_for(COMMAND_LIMIT, "READY=1", async || notify.first("READY=1"))
         .await
-        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
 
     let start = site.run(&["start", "studio-a"], COMMAND_LIMIT).await;
 
@@ -100,14 +100,16 @@ async fn with_a_daemon_running_start_and_stop_return_at_once_and_the_daemon_acts
         "stdout:\n{}",
         start.stdout
     );
-    wait_for(TWO_POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "the daemon did not start studio-a; stderr:\n{}",
-                daemon.stderr()
-            )
-        });
+    wait_for(TWO_POLLS, "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the daemon did not start studio-a; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
 
     let stop = site.run(&["stop", "studio-a"], COMMAND_LIMIT).await;
 
@@ -119,21 +121,23 @@ async fn with_a_daemon_running_start_and_stop_return_at_once_and_the_daemon_acts
         "stdout:\n{}",
         stop.stdout
     );
-    wait_for(TWO_POLLS, || (!is_recording(&emu, STUDIO_A)).then_some(()))
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "the daemon did not stop studio-a; stderr:\n{}",
-                daemon.stderr()
-            )
-        });
+    wait_for(TWO_POLLS, "studio-a no longer recording", async || {
+        (!is_recording(&emu, STUDIO_A)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the daemon did not stop studio-a; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
     assert_eq!(claims(&site), vec![row(&["0", "lsrecd stop"])]);
-    let journal = wait_for(TWO_POLLS, || {
+    let journal = wait_for(TWO_POLLS, "both actions settled", async || {
         let rows = actions(&site);
         (rows.len() == 2 && rows.iter().all(|r| r[2] != "PENDING")).then_some(rows)
     })
     .await
-    .unwrap_or_else(|| panic!("the journal did not settle: {:?}", actions(&site)));
+    .unwrap_or_else(|_| panic!("the journal did not settle: {:?}", actions(&site)));
     assert_eq!(journal[0], row(&["startRecord", "manual", "SUCCEEDED"]));
     assert_eq!(
         (&*journal[1][0], &*journal[1][2]),

@@ -1,6 +1,7 @@
 //! `lsrecd status` and `lsrecd records`, run as the real binary against a database built here.
 
 mod store_fixture;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,6 +10,7 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
 use store_fixture::*;
+use support::process::lsrecd_command;
 
 struct Sample {
     dir: tempfile::TempDir,
@@ -25,9 +27,8 @@ async fn sample() -> Sample {
 
 /// The binary with a configuration that does not exist and `LSRECD_DATABASE` set to `db`.
 fn lsrecd(dir: &Path, db: Option<&Path>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lsrecd"));
+    let mut c = lsrecd_command();
     c.arg("--config").arg(dir.join("absent-config.toml"));
-    c.env_remove("LSRECD_CONFIG");
     match db {
         Some(db) => c.env("LSRECD_DATABASE", db),
         None => c.env_remove("LSRECD_DATABASE"),
@@ -230,8 +231,8 @@ async fn the_database_path_is_read_from_the_configuration_file() {
         ),
     )
     .unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lsrecd"));
-    c.arg("--config").arg(&config).env_remove("LSRECD_DATABASE");
+    let mut c = lsrecd_command();
+    c.arg("--config").arg(&config);
     let v = json(&run(c, &["records", "--json"]));
     assert_eq!(record_ids(&v).len(), 3);
 }
@@ -281,18 +282,27 @@ async fn reports_run_while_the_daemon_holds_the_write_lock() {
     daemon.close().await;
 }
 
-/// Whether this process may run a command as `nobody` (root with `runuser`).
-fn can_run_as_nobody() -> bool {
+/// Whether the tests run as root, whom file modes do not restrict.
+fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-        && Command::new("runuser")
-            .args(["-u", "nobody", "--", "true"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+        .expect("id(1) runs")
+}
+
+/// `lsrecd ARGS` as a user the file modes set by the test restrict: the current user, or, when
+/// the tests run as root, `nobody` through `runuser` (util-linux).
+fn restricted_lsrecd(args: &[&str]) -> Command {
+    let mut c = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_lsrecd")]);
+        c
+    } else {
+        lsrecd_command()
+    };
+    c.args(args);
+    c
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -302,10 +312,6 @@ fn chmod(path: &Path, mode: u32) {
 
 #[tokio::test]
 async fn a_user_who_may_only_read_the_file_and_its_directory_gets_a_report() {
-    if !can_run_as_nobody() {
-        eprintln!("skipped: needs root and runuser to act as an unprivileged user");
-        return;
-    }
     let s = sample().await;
     chmod(s.dir.path(), 0o755);
     let state_dir = s.dir.path().join("state");
@@ -316,30 +322,41 @@ async fn a_user_who_may_only_read_the_file_and_its_directory_gets_a_report() {
     chmod(&state_dir, 0o555);
     let before = std::fs::read(&db).unwrap();
 
-    let as_nobody = |args: &[&str]| {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_lsrecd")])
-            .arg("--config")
+    let as_reader = |args: &[&str]| {
+        let mut c = restricted_lsrecd(&[]);
+        c.arg("--config")
             .arg(s.dir.path().join("absent.toml"))
+            .env_remove("LSRECD_CONFIG")
             .env("LSRECD_DATABASE", &db)
             .args(args);
-        c.output().expect("run lsrecd as nobody")
+        c.output().expect("run lsrecd as a read-only user")
     };
 
-    // The daemon is not running: no -wal or -shm, and nobody cannot create them.
-    let v = json(&as_nobody(&["records", "--json"]));
+    // The daemon is not running: no -wal or -shm, and the reader cannot create them.
+    let v = json(&as_reader(&["records", "--json"]));
     assert_eq!(record_ids(&v).len(), 3);
-    ok_stdout(&as_nobody(&["status"]));
+    ok_stdout(&as_reader(&["status"]));
     assert_eq!(std::fs::read(&db).unwrap(), before);
+    assert!(!state_dir.join("lsrecd.db-wal").exists());
 
-    // The daemon is running: its -wal and -shm exist, readable by others.
+    // The daemon is running: its -wal and -shm exist, readable but not writable by the reader.
     chmod(&state_dir, 0o755);
     chmod(&db, 0o644);
     let daemon = lsrecd::store::Store::open(&db).await.unwrap();
     daemon.add_manual_claim(AUTO_C, now_ms()).await.unwrap();
+    let side_files = [
+        state_dir.join("lsrecd.db-wal"),
+        state_dir.join("lsrecd.db-shm"),
+    ];
+    for f in &side_files {
+        chmod(f, 0o444);
+    }
     chmod(&state_dir, 0o555);
-    let v = json(&as_nobody(&["status", "--json"]));
+    let v = json(&as_reader(&["status", "--json"]));
     assert_eq!(v["manual_claims"].as_array().unwrap().len(), 2);
     chmod(&state_dir, 0o755);
+    for f in &side_files {
+        chmod(f, 0o644);
+    }
     daemon.close().await;
 }

@@ -12,8 +12,9 @@
 //! The library and the `lsrecd check --json` binary must produce exactly the same fire times for
 //! every expression, zone and start instant around daylight-saving transitions.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -379,7 +380,7 @@ fn library_fire_times_match_the_brute_force_reference_around_dst_transitions() {
 
 /// Fire times `lsrecd check --json` printed for each schedule, parsed back to instants.
 fn check_json(config: &std::path::Path, from: DateTime<Utc>, next: usize) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_lsrecd"))
+    let out = support::process::lsrecd_command()
         .arg("--config")
         .arg(config)
         .args([

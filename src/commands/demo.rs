@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{DemoArgs, GlobalArgs};
+use crate::config::credentials::write_private;
 use crate::emulator::{ChannelSpec, Emulator, EmulatorOptions, RecordFormat, RecordType};
 use crate::exit::{self, CommandError};
 use crate::service::notify::Notifier;
@@ -183,18 +184,6 @@ catch_up = "10s"
     write_private(&secret, &options.secret_key)
         .map_err(|e| fail(format!("cannot write {}: {e}", secret.display())))?;
     write_private(path, &text).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }
 
 /// What happens on the emulated channels.

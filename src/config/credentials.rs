@@ -114,6 +114,23 @@ pub(crate) fn read_key_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret::new(key))
 }
 
+/// Writes `text` to `path` so that only its owner may read it (mode 0600), as a file holding a
+/// key must be; an existing file is replaced and its mode tightened.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    // `mode` applies only when the file is created; an older file may be readable by others.
+    #[cfg(unix)]
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
 /// The permission bits of `path` when group or others may read or write it (`mode & 0o077`).
 pub(crate) fn loose_mode(path: &Path) -> Option<u32> {
     #[cfg(unix)]
@@ -197,6 +214,23 @@ mod tests {
 
         let nothing: [(&str, &str); 0] = [];
         assert!(from_environment(&nothing, SECRET_KEY_ENV, "secret_key").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_private_leaves_a_file_only_its_owner_reads_even_when_one_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        write_private(&f, "secret_key = \"a\"").unwrap();
+        assert_eq!(loose_mode(&f), None);
+        std::fs::write(&f, "old").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        write_private(&f, "new").unwrap();
+        assert_eq!(loose_mode(&f), None);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new");
     }
 
     #[cfg(unix)]

@@ -244,15 +244,15 @@ fn answer(
         Route::GetChannel(id) => Ok(json!({ "content": st.channel_json(id, region)? })),
         Route::StartRecord(id) => {
             let records = st.start_record(id, now)?;
-            Ok(json!({ "content": model::record_list_json(&records), "total": records.len() }))
+            Ok(json!({ "content": record_list(&records), "total": records.len() }))
         }
         Route::StopRecord(id) => {
             let records = st.stop_record(id, now)?;
-            Ok(json!({ "content": model::record_list_json(&records), "total": records.len() }))
+            Ok(json!({ "content": record_list(&records), "total": records.len() }))
         }
         Route::ListRecords(id) => {
             let records = st.list_records(id, now)?;
-            Ok(json!({ "content": model::record_list_json(&records) }))
+            Ok(json!({ "content": record_list(&records) }))
         }
         Route::GetRecord(id, rid) => {
             let rid: i64 = rid.parse().map_err(|_| param_type_error("recordId"))?;
@@ -271,12 +271,54 @@ fn answer(
     }
 }
 
-/// `{"<recordId>": {...}}`, the record map without the `recordList` wrapper.
+/// `{"recordList": {"<recordId>": {...}, …}}`, the `content` of the record-bearing answers.
+fn record_list(records: &[model::Record]) -> Value {
+    json!({ "recordList": record_map(records) })
+}
+
+/// `{"<recordId>": {...}, …}`: records keyed by their id (a string key in JSON).
 fn record_map(records: &[model::Record]) -> Value {
-    match model::record_list_json(records) {
-        Value::Object(mut o) => o.remove("recordList").unwrap_or_else(|| json!({})),
-        _ => json!({}),
+    Value::Object(
+        records
+            .iter()
+            .map(|r| (r.record_id.to_string(), record_json(r)))
+            .collect(),
+    )
+}
+
+/// One record, field by field as Live Station documents it (written here, not through the
+/// client's model, so that the two cannot agree on a misspelling by construction;
+/// `tests/api_fixtures.rs` holds both to the documented shape). Fields not known yet are left
+/// out, as Live Station leaves out `duration` while recording; `objectStorageUrl` is `"-"` until
+/// the file is uploaded.
+fn record_json(r: &model::Record) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("recordType".into(), r.record_type.clone().into());
+    o.insert("channelId".into(), r.channel_id.clone().into());
+    o.insert("status".into(), r.status.as_str().into());
+    let optional = [
+        ("recordSeq", r.record_seq.map(Value::from)),
+        ("streamSeq", r.stream_seq.map(Value::from)),
+        ("recordBeginTime", r.record_begin_time.map(Value::from)),
+        ("createdTime", r.created_time.map(Value::from)),
+        ("shouldDeleteTime", r.should_delete_time.map(Value::from)),
+        ("resolution", r.resolution.clone().map(Value::from)),
+        ("fileName", r.file_name.clone().map(Value::from)),
+        ("duration", r.duration.map(Value::from)),
+        ("videoBitrate", r.video_bitrate.map(Value::from)),
+        ("videoFrameRate", r.video_frame_rate.map(Value::from)),
+        ("audioBitrate", r.audio_bitrate.map(Value::from)),
+        ("audioCodec", r.audio_codec.clone().map(Value::from)),
+        ("uploadPath", r.upload_path.clone().map(Value::from)),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            o.insert(key.into(), value);
+        }
     }
+    let url = r.object_storage_url.as_deref().unwrap_or("-");
+    o.insert("objectStorageUrl".into(), url.into());
+    Value::Object(o)
 }
 
 fn channel_query(uri: &Uri, default_page_size: u32) -> Result<ChannelListQuery, LiveStationError> {

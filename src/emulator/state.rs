@@ -265,38 +265,49 @@ impl ChannelState {
         }
     }
 
-    /// The channel object of the channel list and channel info answers.
+    /// The channel object of the channel list and channel info answers, field by field as
+    /// Live Station documents it (not through the client's model, so the two cannot agree on a
+    /// misspelling by construction; `tests/api_fixtures.rs` holds both to the documented shape).
     fn json(&self, region: Region) -> Value {
-        let mut v = serde_json::to_value(self.wire()).unwrap_or_else(|_| json!({}));
         let (cdn_type, domain) = match region {
             Region::Kr => ("GLOBAL_EDGE", "lsrecd-emulator.edge.naverncp.com"),
             Region::Fkr => ("CDN_PLUS", "lsrecd-emulator.cdn.fin-ntruss.com"),
         };
-        if let Value::Object(map) = &mut v {
-            let extra = json!({
-                "instanceNo": self.instance_no,
-                "qualitySetId": 1,
-                "qualitySetName": "Default Quality Set",
-                "outputProtocol": "HLS",
-                "useDvr": false,
-                "timemachineMin": 360,
-                "envType": "REAL",
-                "cdn": {
-                    "createCdn": true,
-                    "cdnType": cdn_type,
-                    "cdnDomain": domain,
-                    "profileId": 1000,
-                    "cdnInstanceNo": self.instance_no + 1,
-                    "statusName": "RUNNING",
-                },
-                "publishUrl": "rtmp://rtmp-ls2-k1.video.media.ntruss.com:8080/relay",
-                "streamKey": format!("sk-{}", self.spec.id),
-            });
-            if let Value::Object(extra) = extra {
-                map.extend(extra);
-            }
-        }
-        v
+        let record = match self.spec.record_type {
+            RecordType::NoRecord => json!({ "type": RecordType::NoRecord.as_str() }),
+            t => json!({
+                "type": t.as_str(),
+                "format": self.spec.format.as_str(),
+                "bucketName": self.spec.bucket,
+                "filePath": self.spec.file_path,
+                "accessControl": "PRIVATE",
+            }),
+        };
+        json!({
+            "channelId": self.spec.id,
+            "channelName": self.spec.name.as_deref().unwrap_or(&self.spec.id),
+            "instanceNo": self.instance_no,
+            "qualitySetId": 1,
+            "qualitySetName": "Default Quality Set",
+            "outputProtocol": "HLS",
+            "channelStatus": self.status.as_str(),
+            "isRecording": self.is_recording(),
+            "useDvr": false,
+            "immediateOnAir": self.spec.immediate_on_air,
+            "timemachineMin": 360,
+            "cdn": {
+                "cdnType": cdn_type,
+                "instanceNo": self.instance_no + 1,
+                "profileId": 1000,
+                "cdnDomain": domain,
+                "statusName": "RUNNING",
+            },
+            "record": record,
+            "publishUrl": "rtmp://rtmp-ls2-k1.video.media.ntruss.com:8080/relay",
+            "streamKey": format!("sk-{}", self.spec.id),
+            "envType": "REAL",
+            "createdTime": self.created_time,
+        })
     }
 }
 

@@ -1,11 +1,11 @@
-//! The Live Station JSON shapes lsrecd reads and the emulator writes.
+//! The Live Station JSON shapes lsrecd reads (the emulator's control API also writes them; its
+//! Live Station answers spell their fields on their own).
 //!
 //! Parsing is tolerant by design: unknown fields are ignored, optional fields may be missing,
 //! numbers may arrive as strings, unknown enum values are kept as `Unknown(..)` rather than
 //! rejected, and `objectStorageUrl: "-"` means "not uploaded" (`None`). A single bad entry in a
 //! list is skipped and reported, never fatal for the whole response.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer};
@@ -442,20 +442,6 @@ pub fn parse_records(body: &[u8]) -> Result<RecordSet, MalformedBody> {
     Ok(set)
 }
 
-/// Builds the `content.recordList` object the API returns (used by the emulator).
-pub fn record_list_json<'a>(records: impl IntoIterator<Item = &'a Record>) -> Value {
-    let map: BTreeMap<String, Value> = records
-        .into_iter()
-        .map(|r| {
-            (
-                r.record_id.to_string(),
-                serde_json::to_value(r).unwrap_or(Value::Null),
-            )
-        })
-        .collect();
-    serde_json::json!({ "recordList": map })
-}
-
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -578,7 +564,12 @@ mod tests {
     #[test]
     fn record_round_trips_through_the_wire_shape_with_dash_for_no_url() {
         let set = parse_records(FKR_FIXTURE.as_bytes()).unwrap();
-        let body = serde_json::json!({ "content": record_list_json(&set.records) });
+        let list: std::collections::BTreeMap<String, Value> = set
+            .records
+            .iter()
+            .map(|r| (r.record_id.to_string(), serde_json::to_value(r).unwrap()))
+            .collect();
+        let body = serde_json::json!({ "content": { "recordList": list } });
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["content"]["recordList"]["27195"]["objectStorageUrl"], "-");
         let again = parse_records(body.to_string().as_bytes()).unwrap();

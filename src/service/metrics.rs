@@ -1,17 +1,36 @@
-//! The Prometheus metrics lsrecd exports, rendered in text exposition format 0.0.4.
+//! The Prometheus metrics lsrecd exports, served in text exposition format 0.0.4.
 //!
-//! A small hand-written registry: the set of metrics is fixed and known here, so [`Metrics`] has
-//! one typed method per thing that happens, and [`Metrics::render`] writes them all. Label values
-//! come from lsrecd itself (operation names, triggers, states), never from a request.
+//! The registry, the metric types and the encoding are `prometheus-client`'s. This module owns the
+//! set of metrics: their names, types, help texts and label names, which dashboards and alerts
+//! depend on (`tests/metrics.rs` lists every name and label so that a rename fails loudly), and
+//! [`Metrics`], with one typed method per thing that happens. Label values come from lsrecd
+//! itself (operation names, triggers, states), never from a request.
+//!
+//! What stays hand-written is that typed layer: one method per event keeps each label's name and
+//! its set of values in one place, and creates at zero the series an alert expects from the start;
+//! and [`Declared`], because the crate leaves a family out until its first series while the
+//! `# HELP`/`# TYPE` lines of every family have always been there.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-/// The `Content-Type` of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::render`]'s output: the Prometheus text format 0.0.4, which
+/// every Prometheus version scrapes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The prefix of every metric name.
+const PREFIX: &str = "lsrecd";
 
 /// Upper bounds (seconds) of the API request duration histogram buckets.
 const DURATION_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -47,120 +66,244 @@ pub mod callback_result {
     ];
 }
 
+/// Results of `lsrecd_config_reloads_total{result}`.
+const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// `{operation, outcome}` of `lsrecd_api_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    operation: String,
+    outcome: String,
+}
+
+/// `{operation}` of `lsrecd_api_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+/// `{trigger}` of `lsrecd_recordings_started_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabel {
+    trigger: String,
+}
+
+/// `{trigger}` of `lsrecd_time_to_recording_seconds`: the trigger's kind (`live`, `schedule`,
+/// `manual`), without a schedule's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerKindLabel {
+    trigger: &'static str,
+}
+
+/// `{state}` of `lsrecd_occurrences_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// `{result}` of `lsrecd_config_reloads_total` and `lsrecd_callbacks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+impl ResultLabel {
+    fn new(result: &str) -> Self {
+        ResultLabel {
+            result: result.to_owned(),
+        }
+    }
+}
+
+/// `{version}` of `lsrecd_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// A gauge holding a float (the default gauge holds an integer).
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// A histogram family whose members all get [`DURATION_BUCKETS`].
+type DurationFamily = Family<OperationLabel, Histogram, fn() -> Histogram>;
+
+/// A histogram family whose members all get [`TIME_TO_RECORDING_BUCKETS`].
+type TimeToRecordingFamily = Family<TriggerKindLabel, Histogram, fn() -> Histogram>;
+
+/// A family whose `# HELP` and `# TYPE` lines are written even before its first series.
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> fmt::Result {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    // `is_empty` keeps its default, `false`: never left out.
+}
+
 /// Shared handle to the registry. Cloning is cheap; all clones update the same values.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
-    inner: Arc<Registry>,
+    inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
-struct Registry {
-    api_requests: CounterVec,
-    api_duration: HistogramVec,
+/// The registry (which renders) and a handle on each metric in it (which the methods update).
+struct Inner {
+    registry: Registry,
+    api_requests: Family<ApiLabels, Counter>,
+    api_duration: DurationFamily,
     recordings_active: Gauge,
-    recordings_started: CounterVec,
-    time_to_recording: HistogramVec,
+    recordings_started: Family<TriggerLabel, Counter>,
+    time_to_recording: TimeToRecordingFamily,
     claims_unrecorded: Gauge,
-    occurrences: CounterVec,
-    clock_skew: Gauge,
-    last_successful_poll: Gauge,
+    occurrences: Family<StateLabel, Counter>,
+    clock_skew: FloatGauge,
+    last_successful_poll: FloatGauge,
     channels: Gauge,
-    config_reloads: CounterVec,
-    retention_warnings: CounterVec,
-    auth_failures: CounterVec,
-    callbacks: CounterVec,
-    build_info: CounterVec,
+    config_reloads: Family<ResultLabel, Counter>,
+    retention_warnings: Counter,
+    auth_failures: Counter,
+    callbacks: Family<ResultLabel, Counter>,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
-        let config_reloads = CounterVec::new(
-            "lsrecd_config_reloads_total",
-            "Configuration reloads (SIGHUP), by result.",
-            &["result"],
-        );
-        config_reloads.add(&["success"], 0);
-        config_reloads.add(&["failure"], 0);
-        let callbacks = CounterVec::new(
-            "lsrecd_callbacks_total",
-            "Live Station event callbacks received, by result.",
-            &["result"],
-        );
-        for result in callback_result::ALL {
-            callbacks.add(&[result], 0);
-        }
-        let retention_warnings = CounterVec::new(
-            "lsrecd_retention_warnings_total",
-            "Records found close to their shouldDeleteTime without an upload.",
-            &[],
-        );
-        retention_warnings.add(&[], 0);
-        let auth_failures = CounterVec::new(
-            "lsrecd_auth_failures_total",
-            "API calls rejected as unauthenticated after a fresh signature.",
-            &[],
-        );
-        auth_failures.add(&[], 0);
-        let build_info = CounterVec::with_type(
-            "lsrecd_build_info",
-            "The running lsrecd version; always 1.",
-            "gauge",
-            &["version"],
-        );
-        build_info.add(&[env!("CARGO_PKG_VERSION")], 1);
-
-        Registry {
-            api_requests: CounterVec::new(
-                "lsrecd_api_requests_total",
-                "Live Station API requests, by operation and outcome.",
-                &["operation", "outcome"],
-            ),
-            api_duration: HistogramVec::new(
-                "lsrecd_api_request_duration_seconds",
-                "Live Station API request duration, by operation.",
-                "operation",
-                &DURATION_BUCKETS,
-            ),
-            recordings_active: Gauge::new(
-                "lsrecd_recordings_active",
-                "Recordings currently running on observed channels.",
-            ),
-            recordings_started: CounterVec::new(
-                "lsrecd_recordings_started_total",
-                "Recordings lsrecd started, by trigger.",
-                &["trigger"],
-            ),
-            time_to_recording: HistogramVec::new(
-                "lsrecd_time_to_recording_seconds",
-                "Time from a claim wanting a recording (channel seen live, window open, manual start) to the recording confirmed, by trigger kind.",
-                "trigger",
-                &TIME_TO_RECORDING_BUCKETS,
-            ),
-            claims_unrecorded: Gauge::new(
-                "lsrecd_claims_unrecorded",
-                "Configured channels a claim wants recording, publishing, and not recording after the last tick.",
-            ),
-            occurrences: CounterVec::new(
-                "lsrecd_occurrences_total",
-                "Schedule occurrences that reached a state, by state.",
-                &["state"],
-            ),
-            clock_skew: Gauge::new(
-                "lsrecd_clock_skew_seconds",
-                "Estimated API gateway clock minus local clock, in seconds.",
-            ),
-            last_successful_poll: Gauge::new(
-                "lsrecd_last_successful_poll_timestamp_seconds",
-                "Unix time of the last complete channel observation.",
-            ),
-            channels: Gauge::new("lsrecd_channels", "Channels configured and observed."),
-            config_reloads,
-            retention_warnings,
-            auth_failures,
-            callbacks,
-            build_info,
-        }
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        let inner = Inner {
+            registry: Registry::with_prefix(PREFIX),
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            recordings_active: Gauge::default(),
+            recordings_started: Family::default(),
+            time_to_recording: Family::new_with_constructor(|| {
+                Histogram::new(TIME_TO_RECORDING_BUCKETS)
+            }),
+            claims_unrecorded: Gauge::default(),
+            occurrences: Family::default(),
+            clock_skew: FloatGauge::default(),
+            last_successful_poll: FloatGauge::default(),
+            channels: Gauge::default(),
+            config_reloads: Family::default(),
+            retention_warnings: Counter::default(),
+            auth_failures: Counter::default(),
+            callbacks: Family::default(),
+        };
+        // Series an alert watches exist at zero from the start, so `increase()` sees the first
+        // event and an absent series means a broken scrape rather than "nothing happened".
+        for result in RELOAD_RESULTS {
+            drop(
+                inner
+                    .config_reloads
+                    .get_or_create(&ResultLabel::new(result)),
+            );
+        }
+        for result in callback_result::ALL {
+            drop(inner.callbacks.get_or_create(&ResultLabel::new(result)));
+        }
+        inner.register()
+    }
+}
+
+impl Inner {
+    /// Registers every metric under its exported name (the prefix is added, and counters get
+    /// `_total`, when encoding), in the order the output lists them.
+    fn register(mut self) -> Self {
+        let r = &mut self.registry;
+        // Exported as `lsrecd_build_info{version}`, a gauge that is always 1.
+        r.register(
+            "build",
+            "The running lsrecd version; always 1",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        r.register(
+            "api_requests",
+            "Live Station API requests, by operation and outcome",
+            Declared(self.api_requests.clone()),
+        );
+        r.register(
+            "api_request_duration_seconds",
+            "Live Station API request duration, by operation",
+            Declared(self.api_duration.clone()),
+        );
+        r.register(
+            "recordings_active",
+            "Recordings currently running on observed channels",
+            self.recordings_active.clone(),
+        );
+        r.register(
+            "recordings_started",
+            "Recordings lsrecd started, by trigger",
+            Declared(self.recordings_started.clone()),
+        );
+        r.register(
+            "time_to_recording_seconds",
+            "Time from a claim wanting a recording (channel seen live, window open, manual start) to the recording confirmed, by trigger kind",
+            Declared(self.time_to_recording.clone()),
+        );
+        r.register(
+            "claims_unrecorded",
+            "Configured channels a claim wants recording, publishing, and not recording after the last tick",
+            self.claims_unrecorded.clone(),
+        );
+        r.register(
+            "occurrences",
+            "Schedule occurrences that reached a state, by state",
+            Declared(self.occurrences.clone()),
+        );
+        r.register(
+            "clock_skew_seconds",
+            "Estimated API gateway clock minus local clock, in seconds",
+            self.clock_skew.clone(),
+        );
+        r.register(
+            "last_successful_poll_timestamp_seconds",
+            "Unix time of the last complete channel observation",
+            self.last_successful_poll.clone(),
+        );
+        r.register(
+            "channels",
+            "Channels configured and observed",
+            self.channels.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP), by result",
+            Declared(self.config_reloads.clone()),
+        );
+        r.register(
+            "retention_warnings",
+            "Records found close to their shouldDeleteTime without an upload",
+            self.retention_warnings.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "API calls rejected as unauthenticated after a fresh signature",
+            self.auth_failures.clone(),
+        );
+        r.register(
+            "callbacks",
+            "Live Station event callbacks received, by result",
+            Declared(self.callbacks.clone()),
+        );
+        self
+    }
+}
+
+/// A count for an integer gauge (counts beyond `i64::MAX` do not occur; they would saturate).
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
@@ -169,582 +312,124 @@ impl Metrics {
         Self::default()
     }
 
-    /// One finished API request: `operation` such as `listChannels` or `startRecord`, `outcome`
-    /// such as `ok`, `transient`, `rate_limited`, `unauthorized`, `rejected`, `malformed`.
+    /// One finished API request: `operation` such as `list_channels` or `start_record`,
+    /// `outcome` such as `ok`, `transient`, `rate_limited`, `unauthorized`, `rejected`,
+    /// `malformed`. Counts `lsrecd_api_requests_total{operation,outcome}` and observes
+    /// `lsrecd_api_request_duration_seconds{operation}`.
     pub fn api_request(&self, operation: &str, outcome: &str, elapsed: Duration) {
-        self.inner.api_requests.add(&[operation, outcome], 1);
+        self.inner
+            .api_requests
+            .get_or_create(&ApiLabels {
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
         self.inner
             .api_duration
-            .observe(operation, elapsed.as_secs_f64());
+            .get_or_create(&OperationLabel {
+                operation: operation.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
-    /// The number of recordings currently running.
+    /// The number of recordings currently running (`lsrecd_recordings_active`).
     pub fn set_recordings_active(&self, n: u64) {
-        self.inner.recordings_active.set(n as f64);
+        self.inner.recordings_active.set(gauge_value(n));
     }
 
     /// lsrecd started a recording; `trigger` is `live`, `schedule:<name>`, `manual` or
-    /// `reconcile`.
+    /// `reconcile` (`lsrecd_recordings_started_total{trigger}`).
     pub fn recording_started(&self, trigger: &str) {
-        self.inner.recordings_started.add(&[trigger], 1);
+        self.inner
+            .recordings_started
+            .get_or_create(&TriggerLabel {
+                trigger: trigger.to_owned(),
+            })
+            .inc();
     }
 
     /// A recording lsrecd asked for was confirmed `secs` after its claim began; `kind` is the
-    /// trigger without a schedule's name (`live`, `schedule`, `manual`).
-    pub fn time_to_recording(&self, kind: &str, secs: f64) {
-        self.inner.time_to_recording.observe(kind, secs);
+    /// trigger's kind (`live`, `schedule`, `manual`)
+    /// (`lsrecd_time_to_recording_seconds{trigger}`).
+    pub fn time_to_recording(&self, kind: &'static str, secs: f64) {
+        self.inner
+            .time_to_recording
+            .get_or_create(&TriggerKindLabel { trigger: kind })
+            .observe(secs);
     }
 
-    /// Channels that should be recording and are not, after the last tick.
+    /// Channels that should be recording and are not, after the last tick
+    /// (`lsrecd_claims_unrecorded`).
     pub fn set_claims_unrecorded(&self, n: u64) {
-        self.inner.claims_unrecorded.set(n as f64);
+        self.inner.claims_unrecorded.set(gauge_value(n));
     }
 
     /// A schedule occurrence entered `state` (`ARMED`, `RECORDING`, `COMPLETED`, `MISSED`,
-    /// `FAILED`, …).
+    /// `FAILED`, …) (`lsrecd_occurrences_total{state}`).
     pub fn occurrence(&self, state: &str) {
-        self.inner.occurrences.add(&[state], 1);
+        self.inner
+            .occurrences
+            .get_or_create(&StateLabel {
+                state: state.to_owned(),
+            })
+            .inc();
     }
 
-    /// The latest clock skew estimate, server minus local, in seconds.
+    /// The latest clock skew estimate, server minus local, in seconds
+    /// (`lsrecd_clock_skew_seconds`).
     pub fn set_clock_skew(&self, secs: f64) {
         self.inner.clock_skew.set(secs);
     }
 
-    /// A full channel observation succeeded at `at_secs` (Unix seconds).
+    /// A full channel observation succeeded at `at_secs` (Unix seconds)
+    /// (`lsrecd_last_successful_poll_timestamp_seconds`).
     pub fn poll_succeeded(&self, at_secs: f64) {
         self.inner.last_successful_poll.set(at_secs);
     }
 
-    /// The number of configured channels.
+    /// The number of configured channels (`lsrecd_channels`).
     pub fn set_channels(&self, n: u64) {
-        self.inner.channels.set(n as f64);
+        self.inner.channels.set(gauge_value(n));
     }
 
-    /// A configuration reload finished; `ok` is false when the old configuration stayed.
+    /// A configuration reload finished; `ok` is false when the old configuration stayed
+    /// (`lsrecd_config_reloads_total{result="success"|"failure"}`).
     pub fn config_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
-        self.inner.config_reloads.add(&[result], 1);
+        let [success, failure] = RELOAD_RESULTS;
+        let result = if ok { success } else { failure };
+        self.inner
+            .config_reloads
+            .get_or_create(&ResultLabel::new(result))
+            .inc();
     }
 
-    /// A record is close to deletion without an upload.
+    /// A record is close to deletion without an upload (`lsrecd_retention_warnings_total`).
     pub fn retention_warning(&self) {
-        self.inner.retention_warnings.add(&[], 1);
+        self.inner.retention_warnings.inc();
     }
 
-    /// The API rejected a freshly signed request as unauthenticated.
+    /// The API rejected a freshly signed request as unauthenticated
+    /// (`lsrecd_auth_failures_total`).
     pub fn auth_failure(&self) {
-        self.inner.auth_failures.add(&[], 1);
+        self.inner.auth_failures.inc();
     }
 
-    /// A callback request ended with `result`, one of [`callback_result`].
+    /// A callback request ended with `result`, one of [`callback_result`]
+    /// (`lsrecd_callbacks_total{result}`).
     pub fn callback(&self, result: &str) {
-        self.inner.callbacks.add(&[result], 1);
+        self.inner
+            .callbacks
+            .get_or_create(&ResultLabel::new(result))
+            .inc();
     }
 
-    /// Every metric in Prometheus text exposition format 0.0.4.
+    /// Every metric in Prometheus text exposition format 0.0.4 ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let r = &self.inner;
-        let mut out = String::with_capacity(4096);
-        r.build_info.render(&mut out);
-        r.api_requests.render(&mut out);
-        r.api_duration.render(&mut out);
-        r.recordings_active.render(&mut out);
-        r.recordings_started.render(&mut out);
-        r.time_to_recording.render(&mut out);
-        r.claims_unrecorded.render(&mut out);
-        r.occurrences.render(&mut out);
-        r.clock_skew.render(&mut out);
-        r.last_successful_poll.render(&mut out);
-        r.channels.render(&mut out);
-        r.config_reloads.render(&mut out);
-        r.retention_warnings.render(&mut out);
-        r.auth_failures.render(&mut out);
-        r.callbacks.render(&mut out);
+        let mut out = String::with_capacity(8192);
+        // The encoder fails only when its writer does, and writing to a String cannot fail.
+        if let Err(e) = prometheus_text::encode(&mut out, &self.inner.registry) {
+            tracing::error!(error = %e, "encoding the metrics failed");
+        }
         out
-    }
-}
-
-/// Label values, in the order of the family's label names.
-type LabelValues = Vec<String>;
-
-/// A family of integer counters keyed by label values. (`build_info` reuses it as a gauge.)
-#[derive(Debug)]
-struct CounterVec {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    labels: &'static [&'static str],
-    values: Mutex<BTreeMap<LabelValues, u64>>,
-}
-
-impl CounterVec {
-    fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Self::with_type(name, help, "counter", labels)
-    }
-
-    fn with_type(
-        name: &'static str,
-        help: &'static str,
-        kind: &'static str,
-        labels: &'static [&'static str],
-    ) -> Self {
-        CounterVec {
-            name,
-            help,
-            kind,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn add(&self, values: &[&str], n: u64) {
-        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let key = values.iter().map(|v| (*v).to_owned()).collect();
-        let mut map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = map.entry(key).or_insert(0);
-        *count = count.saturating_add(n);
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, self.kind);
-        let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        for (values, count) in map.iter() {
-            let pairs: Vec<(&str, &str)> = self
-                .labels
-                .iter()
-                .copied()
-                .zip(values.iter().map(String::as_str))
-                .collect();
-            sample(out, self.name, &pairs, &count.to_string());
-        }
-    }
-}
-
-/// A single floating-point gauge.
-#[derive(Debug)]
-struct Gauge {
-    name: &'static str,
-    help: &'static str,
-    bits: AtomicU64,
-}
-
-impl Gauge {
-    fn new(name: &'static str, help: &'static str) -> Self {
-        Gauge {
-            name,
-            help,
-            bits: AtomicU64::new(0f64.to_bits()),
-        }
-    }
-
-    fn set(&self, value: f64) {
-        self.bits.store(value.to_bits(), Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "gauge");
-        let value = f64::from_bits(self.bits.load(Ordering::Relaxed));
-        sample(out, self.name, &[], &format_float(value));
-    }
-}
-
-/// Histograms keyed by one label.
-#[derive(Debug)]
-struct HistogramVec {
-    name: &'static str,
-    help: &'static str,
-    label: &'static str,
-    bounds: &'static [f64],
-    values: Mutex<BTreeMap<String, Histogram>>,
-}
-
-#[derive(Debug, Default)]
-struct Histogram {
-    /// Per-bucket counts (not cumulative), one per bound.
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
-
-impl HistogramVec {
-    fn new(
-        name: &'static str,
-        help: &'static str,
-        label: &'static str,
-        bounds: &'static [f64],
-    ) -> Self {
-        HistogramVec {
-            name,
-            help,
-            label,
-            bounds,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn observe(&self, label_value: &str, value: f64) {
-        let mut map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = map
-            .entry(label_value.to_owned())
-            .or_insert_with(|| Histogram {
-                buckets: vec![0; self.bounds.len()],
-                ..Histogram::default()
-            });
-        if let Some(i) = self.bounds.iter().position(|&bound| value <= bound) {
-            h.buckets[i] += 1;
-        }
-        h.count += 1;
-        h.sum += value;
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "histogram");
-        let map = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        let bucket_name = format!("{}_bucket", self.name);
-        for (label_value, h) in map.iter() {
-            let mut cumulative = 0u64;
-            for (bound, n) in self.bounds.iter().zip(&h.buckets) {
-                cumulative += n;
-                let le = format_float(*bound);
-                let pairs = [(self.label, label_value.as_str()), ("le", le.as_str())];
-                sample(out, &bucket_name, &pairs, &cumulative.to_string());
-            }
-            let pairs = [(self.label, label_value.as_str()), ("le", "+Inf")];
-            sample(out, &bucket_name, &pairs, &h.count.to_string());
-            let pairs = [(self.label, label_value.as_str())];
-            sample(
-                out,
-                &format!("{}_sum", self.name),
-                &pairs,
-                &format_float(h.sum),
-            );
-            sample(
-                out,
-                &format!("{}_count", self.name),
-                &pairs,
-                &h.count.to_string(),
-            );
-        }
-    }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: &str) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (label, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{label}=\"{}\"", escape_label_value(value));
-        }
-        out.push('}');
-    }
-    out.push(' ');
-    out.push_str(value);
-    out.push('\n');
-}
-
-/// Label values escape backslash, double quote and line feed (exposition format 0.0.4).
-fn escape_label_value(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-/// HELP text escapes backslash and line feed.
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// Go-style float spelling that Prometheus parses: `+Inf`, `-Inf`, `NaN`, else Rust's shortest
-/// round-tripping decimal.
-fn format_float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
-    } else if value == f64::INFINITY {
-        "+Inf".to_owned()
-    } else if value == f64::NEG_INFINITY {
-        "-Inf".to_owned()
-    } else {
-        value.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One parsed sample line: name, labels in order, value.
-    #[derive(Debug, PartialEq)]
-    struct Sample {
-        name: String,
-        labels: Vec<(String, String)>,
-        value: f64,
-    }
-
-    /// A strict parser for the sample lines this module writes (and the exposition format
-    /// allows): `name{label="value",...} number`, with `\\`, `\"` and `\n` escapes.
-    fn parse_line(line: &str) -> Sample {
-        let mut chars = line.chars().peekable();
-        let mut name = String::new();
-        while let Some(c) = chars.next_if(|&c| c != '{' && c != ' ') {
-            assert!(
-                c.is_ascii_alphanumeric() || c == '_' || c == ':',
-                "bad metric name in {line:?}"
-            );
-            name.push(c);
-        }
-        let mut labels = Vec::new();
-        if chars.next_if_eq(&'{').is_some() {
-            while chars.next_if_eq(&'}').is_none() {
-                let label: String = chars.by_ref().take_while(|&c| c != '=').collect();
-                assert_eq!(chars.next(), Some('"'), "unquoted label value in {line:?}");
-                let mut value = String::new();
-                loop {
-                    match chars.next() {
-                        Some('\\') => match chars.next() {
-                            Some('\\') => value.push('\\'),
-                            Some('"') => value.push('"'),
-                            Some('n') => value.push('\n'),
-                            other => panic!("bad escape {other:?} in {line:?}"),
-                        },
-                        Some('"') => break,
-                        Some(c) => value.push(c),
-                        None => panic!("unterminated label value in {line:?}"),
-                    }
-                }
-                labels.push((label, value));
-                chars.next_if_eq(&',');
-            }
-        }
-        assert_eq!(chars.next(), Some(' '), "no space before value in {line:?}");
-        let value: String = chars.collect();
-        let value = match value.as_str() {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        Sample {
-            name,
-            labels,
-            value,
-        }
-    }
-
-    fn samples(text: &str) -> Vec<Sample> {
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(parse_line)
-            .collect()
-    }
-
-    fn find<'a>(all: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
-        all.iter().find(|s| {
-            s.name == name
-                && s.labels.len() == labels.len()
-                && s.labels
-                    .iter()
-                    .zip(labels)
-                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
-        })
-    }
-
-    fn value(all: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-        find(all, name, labels)
-            .unwrap_or_else(|| panic!("no {name}{labels:?} in {all:#?}"))
-            .value
-    }
-
-    #[test]
-    fn every_line_of_a_fresh_registry_parses_and_has_help_and_type() {
-        let text = Metrics::new().render();
-
-        let all = samples(&text);
-        assert!(!all.is_empty());
-        for s in &all {
-            let family = s
-                .name
-                .trim_end_matches("_bucket")
-                .trim_end_matches("_sum")
-                .trim_end_matches("_count");
-            assert!(
-                text.contains(&format!("# TYPE {family} ")),
-                "no TYPE for {}",
-                s.name
-            );
-            assert!(text.contains(&format!("# HELP {family} ")));
-            assert!(s.name.starts_with("lsrecd_"));
-        }
-        assert_eq!(value(&all, "lsrecd_auth_failures_total", &[]), 0.0);
-        assert_eq!(
-            value(
-                &all,
-                "lsrecd_config_reloads_total",
-                &[("result", "failure")]
-            ),
-            0.0
-        );
-    }
-
-    #[test]
-    fn counters_with_labels_count_each_combination_separately() {
-        let m = Metrics::new();
-        m.api_request("listChannels", "ok", Duration::from_millis(20));
-        m.api_request("listChannels", "ok", Duration::from_millis(30));
-        m.api_request("startRecord", "transient", Duration::from_secs(3));
-        m.recording_started("schedule:morning-news");
-        m.recording_started("live");
-        m.recording_started("live");
-        m.occurrence("MISSED");
-        m.config_reload(true);
-        m.config_reload(false);
-        m.config_reload(false);
-        m.retention_warning();
-        m.auth_failure();
-        m.callback(callback_result::ACCEPTED);
-
-        let all = samples(&m.render());
-
-        let requests = "lsrecd_api_requests_total";
-        assert_eq!(
-            value(
-                &all,
-                requests,
-                &[("operation", "listChannels"), ("outcome", "ok")]
-            ),
-            2.0
-        );
-        assert_eq!(
-            value(
-                &all,
-                requests,
-                &[("operation", "startRecord"), ("outcome", "transient")]
-            ),
-            1.0
-        );
-        let started = "lsrecd_recordings_started_total";
-        assert_eq!(value(&all, started, &[("trigger", "live")]), 2.0);
-        assert_eq!(
-            value(&all, started, &[("trigger", "schedule:morning-news")]),
-            1.0
-        );
-        assert_eq!(
-            value(&all, "lsrecd_occurrences_total", &[("state", "MISSED")]),
-            1.0
-        );
-        let reloads = "lsrecd_config_reloads_total";
-        assert_eq!(value(&all, reloads, &[("result", "success")]), 1.0);
-        assert_eq!(value(&all, reloads, &[("result", "failure")]), 2.0);
-        assert_eq!(value(&all, "lsrecd_retention_warnings_total", &[]), 1.0);
-        assert_eq!(value(&all, "lsrecd_auth_failures_total", &[]), 1.0);
-        assert_eq!(
-            value(&all, "lsrecd_callbacks_total", &[("result", "accepted")]),
-            1.0
-        );
-        assert_eq!(
-            value(&all, "lsrecd_callbacks_total", &[("result", "dropped")]),
-            0.0
-        );
-    }
-
-    #[test]
-    fn the_duration_histogram_has_cumulative_buckets_sum_and_count_per_operation() {
-        let m = Metrics::new();
-        m.api_request("listChannels", "ok", Duration::from_millis(40));
-        m.api_request("listChannels", "ok", Duration::from_millis(700));
-        m.api_request("listChannels", "transient", Duration::from_secs(120));
-
-        let all = samples(&m.render());
-
-        let bucket = "lsrecd_api_request_duration_seconds_bucket";
-        let op = ("operation", "listChannels");
-        assert_eq!(value(&all, bucket, &[op, ("le", "0.05")]), 1.0);
-        assert_eq!(value(&all, bucket, &[op, ("le", "0.5")]), 1.0);
-        assert_eq!(value(&all, bucket, &[op, ("le", "1")]), 2.0);
-        assert_eq!(value(&all, bucket, &[op, ("le", "60")]), 2.0);
-        assert_eq!(value(&all, bucket, &[op, ("le", "+Inf")]), 3.0);
-        assert_eq!(
-            value(&all, "lsrecd_api_request_duration_seconds_count", &[op]),
-            3.0
-        );
-        let sum = value(&all, "lsrecd_api_request_duration_seconds_sum", &[op]);
-        assert!((sum - 120.74).abs() < 1e-9, "sum {sum}");
-    }
-
-    #[test]
-    fn gauges_report_the_last_value_set() {
-        let m = Metrics::new();
-        m.set_recordings_active(3);
-        m.set_recordings_active(2);
-        m.set_channels(12);
-        m.set_clock_skew(-61.5);
-        m.poll_succeeded(1_790_000_000.25);
-
-        let all = samples(&m.render());
-
-        assert_eq!(value(&all, "lsrecd_recordings_active", &[]), 2.0);
-        assert_eq!(value(&all, "lsrecd_channels", &[]), 12.0);
-        assert_eq!(value(&all, "lsrecd_clock_skew_seconds", &[]), -61.5);
-        assert_eq!(
-            value(&all, "lsrecd_last_successful_poll_timestamp_seconds", &[]),
-            1_790_000_000.25
-        );
-    }
-
-    #[test]
-    fn label_values_with_quotes_backslashes_and_newlines_are_escaped_and_round_trip() {
-        let m = Metrics::new();
-        let nasty = "schedule:a\"b\\c\nd";
-        m.recording_started(nasty);
-
-        let text = m.render();
-
-        assert!(text.contains(r#"trigger="schedule:a\"b\\c\nd""#), "{text}");
-        assert_eq!(text.lines().filter(|l| l.contains("a\\\"b")).count(), 1);
-        let all = samples(&text);
-        assert_eq!(
-            value(
-                &all,
-                "lsrecd_recordings_started_total",
-                &[("trigger", nasty)]
-            ),
-            1.0
-        );
-    }
-
-    #[test]
-    fn clones_share_one_registry() {
-        let m = Metrics::new();
-        let clone = m.clone();
-        clone.auth_failure();
-
-        let all = samples(&m.render());
-
-        assert_eq!(value(&all, "lsrecd_auth_failures_total", &[]), 1.0);
-    }
-
-    #[test]
-    fn special_floats_use_the_spelling_prometheus_parses() {
-        assert_eq!(format_float(f64::INFINITY), "+Inf");
-        assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(format_float(f64::NAN), "NaN");
-        assert_eq!(format_float(0.25), "0.25");
-        assert_eq!(format_float(60.0), "60");
     }
 }

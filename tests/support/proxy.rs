@@ -1,8 +1,6 @@
 //! A forwarding HTTP proxy for tests: it passes every request unchanged to an upstream (the
 //! emulator), notes what it saw, and can stamp answers with its own `Date` the way a proxy or
-//! load balancer in front of the gateway might. Include with
-//! `#[path = "common/proxy.rs"] mod proxy;`.
-#![allow(dead_code)]
+//! load balancer in front of the gateway might.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

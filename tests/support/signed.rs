@@ -1,7 +1,7 @@
-//! Shared test code for talking to an emulator with plain HTTP: an independently written signature v2
-//! (straight from ARCHITECTURE.md §11, not `lsrecd::livestation::sign`) and a small signed
-//! caller. Include with `#[path = "common/emulator.rs"] mod support;`.
-#![allow(dead_code)]
+//! Talking to an emulator with plain HTTP: signature v2 written again from the documented
+//! string to sign (ARCHITECTURE.md §11: `METHOD target\ntimestamp\naccessKey`, HMAC-SHA256,
+//! Base64), independently of
+//! `lsrecd::livestation::sign`, and a small signed caller.
 
 use std::time::Duration;
 

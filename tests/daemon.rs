@@ -6,6 +6,7 @@
 mod binary;
 
 use std::ffi::OsString;
+use std::process::Command;
 use std::time::Duration;
 
 use binary::{
@@ -572,4 +573,97 @@ async fn a_daemon_started_while_a_one_shot_command_holds_the_lock_waits_for_it()
                 daemon.stderr()
             )
         });
+}
+
+/// The configuration of `site` with the key lines taken out, so keys must come from elsewhere.
+fn without_inline_keys(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with("access_key") && !l.starts_with("secret_key"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_environment_leave_the_process_environment_and_still_sign_every_call() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let channels = channel_table(STUDIO_A, "studio-a", true);
+    let site = Site::new(&emu.base_url(), &channels);
+    site.rewrite(&without_inline_keys(&config_text(
+        &emu.base_url(),
+        &site.database,
+        &channels,
+    )));
+    let notify = NotifySocket::bind(|| 0);
+    let mut env = systemd_env(&notify);
+    env.push(("LSRECD_ACCESS_KEY", OsString::from(binary::ACCESS_KEY)));
+    env.push(("LSRECD_SECRET_KEY", OsString::from(SECRET_KEY)));
+    let daemon = site.spawn(&["run"], &env);
+
+    // Ready means the channel list was read with both keys.
+    wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+    wait_for(POLLS, || is_recording(&emu, STUDIO_A).then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
+
+    // What `ps e` and anything else reading /proc shows of the process systemd started.
+    let environ = std::fs::read(format!("/proc/{}/environ", daemon.pid()))
+        .expect("the daemon's /proc/PID/environ");
+    let environ = String::from_utf8_lossy(&environ);
+    for needle in [
+        "LSRECD_SECRET_KEY",
+        "LSRECD_ACCESS_KEY",
+        SECRET_KEY,
+        binary::ACCESS_KEY,
+    ] {
+        assert!(
+            !environ.contains(needle),
+            "{needle} is in /proc/PID/environ"
+        );
+    }
+    assert!(environ.contains("NOTIFY_SOCKET="), "the rest is kept");
+    assert!(!daemon.stderr().contains(SECRET_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_created_0640_outside_systemd_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    // As started from a shell with the loosest umask; `exec` keeps the process the same.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_lsrecd"))
+        .arg("--config")
+        .arg(&site.config)
+        .arg("run");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LSRECD_") || name == "NOTIFY_SOCKET" {
+            command.env_remove(name);
+        }
+    }
+    let notify = NotifySocket::bind(|| 0);
+    command.envs(systemd_env(&notify));
+    let daemon = binary::Lsrecd::start(command);
+    wait_for(START_LIMIT, || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+
+    let mode = std::fs::metadata(&site.database)
+        .expect("the database exists")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640, "database mode {mode:o}");
+    for suffix in ["-wal", "-shm"] {
+        let mut path = site.database.clone().into_os_string();
+        path.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o027, 0, "{suffix} mode {mode:o}");
+        }
+    }
 }

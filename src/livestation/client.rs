@@ -993,13 +993,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names this machine: `localhost`, `127.0.0.0/8`, `::1` (also as an IPv4-mapped
+/// IPv6 address). Traffic to such a host never leaves the machine.
+pub(crate) fn is_loopback(url: &Url) -> bool {
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// Makes ring the process's rustls provider (reqwest is built without one). Installing fails

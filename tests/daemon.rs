@@ -667,3 +667,187 @@ async fn the_database_is_created_0640_outside_systemd_whatever_the_umask() {
         }
     }
 }
+
+/// A site whose daemon polls every 30 s (so only callbacks can make it act quickly) and serves
+/// metrics and callbacks (with `token`) on free ports; `channels` are its `[[channel]]` tables.
+struct CallbackSite {
+    site: Site,
+    metrics: String,
+    callback: String,
+}
+
+impl CallbackSite {
+    fn new(endpoint: &str, token: &str, channels: &str) -> CallbackSite {
+        let site = Site::new(endpoint, "");
+        let (port, callback_port) = (free_port(), free_port());
+        let site = CallbackSite {
+            site,
+            metrics: format!("http://127.0.0.1:{port}"),
+            callback: format!("http://127.0.0.1:{callback_port}"),
+        };
+        site.configure(endpoint, token, channels);
+        site
+    }
+
+    /// Rewrites the configuration with `token` and `channels` (same ports).
+    fn configure(&self, endpoint: &str, token: &str, channels: &str) {
+        let listeners = format!(
+            "[metrics]\nlisten = \"{}\"\n\n[callback]\nlisten = \"{}\"\ntoken = \"{token}\"\n\n",
+            self.metrics.trim_start_matches("http://"),
+            self.callback.trim_start_matches("http://"),
+        );
+        let text = config_text(endpoint, &self.site.database, channels)
+            .replace("poll_interval = \"1s\"", "poll_interval = \"30s\"")
+            .replace("[daemon]", &format!("{listeners}[daemon]"));
+        self.site.rewrite(&text);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    async fn wait_ready(&self, daemon: &binary::Lsrecd) {
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + START_LIMIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/readyz", self.metrics)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("/readyz never said ready; stderr:\n{}", daemon.stderr());
+    }
+
+    /// POSTs a PUBLISH_START callback for `channel` with `token`; the HTTP status.
+    async fn callback(&self, http: &reqwest::Client, token: &str, channel: &str) -> u16 {
+        http.post(format!("{}/callback/{token}", self.callback))
+            .json(&serde_json::json!({ "channelId": channel, "event": "PUBLISH_START" }))
+            .send()
+            .await
+            .expect("the callback listener answers")
+            .status()
+            .as_u16()
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `lsrecd_callbacks_total{result="accepted"}`.
+    async fn metric(&self, http: &reqwest::Client, series: &str) -> f64 {
+        let text = http
+            .get(format!("{}/metrics", self.metrics))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("a body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_replaces_the_callback_token_and_the_channels_callbacks_may_name() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A), ChannelSpec::new(STUDIO_B)]).await;
+    let (old, new) = (
+        "old-callback-token-0123456789",
+        "new-callback-token-9876543210",
+    );
+    let only_a = channel_table(STUDIO_A, "studio-a", false);
+    let site = CallbackSite::new(&emu.base_url(), old, &only_a);
+    let daemon = site.site.spawn(&["run"], &[]);
+    site.wait_ready(&daemon).await;
+    let http = reqwest::Client::new();
+
+    let before = (
+        site.callback(&http, old, STUDIO_A).await,
+        site.callback(&http, old, STUDIO_B).await,
+    );
+    let both = [only_a, channel_table(STUDIO_B, "studio-b", false)].concat();
+    site.configure(&emu.base_url(), new, &both);
+    daemon.signal("HUP");
+    assert!(
+        daemon.wait_stderr("configuration reloaded", POLLS).await,
+        "stderr:\n{}",
+        daemon.stderr()
+    );
+    let after = (
+        site.callback(&http, old, STUDIO_A).await,
+        site.callback(&http, new, STUDIO_B).await,
+    );
+
+    assert_eq!(before, (202, 202));
+    assert_eq!(after, (404, 202), "the old token must stop working at once");
+    let count = |result: &'static str| {
+        let site = &site;
+        let http = &http;
+        async move {
+            site.metric(
+                http,
+                &format!("lsrecd_callbacks_total{{result=\"{result}\"}}"),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        count("accepted").await,
+        2.0,
+        "studio-a before, studio-b after"
+    );
+    assert_eq!(count("unknown_channel").await, 1.0, "studio-b before");
+    assert_eq!(count("bad_token").await, 1.0, "the old token after");
+    let stderr = daemon.stderr();
+    assert!(stderr.contains("callback token replaced"), "{stderr}");
+    assert!(
+        !stderr.contains(old) && !stderr.contains(new),
+        "a token is in the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_callbacks_for_unknown_channels_leaves_the_api_call_rate_at_the_idle_baseline() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let token = "flood-callback-token-0123456789";
+    let site = CallbackSite::new(
+        &emu.base_url(),
+        token,
+        &channel_table(STUDIO_A, "studio-a", true),
+    );
+    let mut daemon = site.site.spawn(&["run"], &[]);
+    site.wait_ready(&daemon).await;
+    let http = reqwest::Client::new();
+    let requests = || emu.control().counters().requests;
+    // Both windows are measured the same way: what the API saw over a fixed stretch of time.
+    let window = Duration::from_secs(2);
+
+    let idle_start = requests();
+    tokio::time::sleep(window).await;
+    let baseline = requests() - idle_start;
+
+    let flood_start = requests();
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let channel = format!("ls-20260101000000-N{i:05}");
+        statuses.push(site.callback(&http, token, &channel).await);
+    }
+    tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
+    let during_flood = requests() - flood_start;
+
+    let accepted = statuses.iter().filter(|&&s| s == 202).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(accepted + limited, 300, "{statuses:?}");
+    assert!(accepted >= 40, "only {accepted} passed the rate limit");
+    // One poll may fall into either window (the interval is 30 s, so at most one).
+    assert!(
+        during_flood <= baseline + 1,
+        "{during_flood} API requests during the flood, {baseline} in the same time idle"
+    );
+    let unknown = site
+        .metric(&http, r#"lsrecd_callbacks_total{result="unknown_channel"}"#)
+        .await;
+    assert_eq!(unknown, accepted as f64);
+    assert!(daemon.exited().is_none());
+}

@@ -9,8 +9,8 @@ use axum::Router;
 use lsrecd::secret::Secret;
 use lsrecd::service::http::SHUTDOWN_GRACE;
 use lsrecd::service::{
-    CallbackLimits, Hint, Metrics, Readiness, callback_router, callback_router_with_limits,
-    group_by_address, metrics_router, serve,
+    CallbackControl, CallbackLimits, CallbackSettings, Hint, Metrics, Readiness, callback_router,
+    callback_router_with_limits, group_by_address, metrics_router, serve,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +18,22 @@ use tokio::task::JoinHandle;
 
 const TOKEN: &str = "cb-token-9f8e7d6c5b4a";
 
+const CHANNEL: &str = "ls-20200327xxxxxx-aBCD3";
+
 const PUBLISH_START: &str = r#"{"id":1234,"logLevel":"INFO","channelId":"ls-20200327xxxxxx-aBCD3","event":"PUBLISH_START","timestamp":1599218791425}"#;
+
+/// Settings with `token` and the configured channels `channels`.
+fn settings(token: &str, channels: &[&str]) -> CallbackSettings {
+    CallbackSettings {
+        token: Secret::new(token),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+/// A PUBLISH_START callback body for `channel`.
+fn publish_start(channel: &str) -> String {
+    format!(r#"{{"channelId":"{channel}","event":"PUBLISH_START"}}"#)
+}
 
 /// A server on an ephemeral port, stopped (and awaited) by [`TestServer::stop`].
 struct TestServer {
@@ -73,16 +88,19 @@ struct Callbacks {
     server: TestServer,
     rx: mpsc::Receiver<Hint>,
     metrics: Metrics,
+    control: CallbackControl,
 }
 
 async fn callbacks_with(limits: CallbackLimits, queue: usize) -> Callbacks {
     let (tx, rx) = mpsc::channel(queue);
     let metrics = Metrics::new();
-    let router = callback_router_with_limits(Secret::new(TOKEN), tx, metrics.clone(), limits);
+    let (router, control) =
+        callback_router_with_limits(settings(TOKEN, &[CHANNEL]), tx, metrics.clone(), limits);
     Callbacks {
         server: TestServer::start(router).await,
         rx,
         metrics,
+        control,
     }
 }
 
@@ -320,6 +338,127 @@ async fn a_burst_over_the_rate_limit_gets_some_429s() {
 }
 
 #[tokio::test]
+async fn a_flood_of_wrong_tokens_never_makes_a_real_callback_wait() {
+    let limits = CallbackLimits {
+        per_second: 0.001,
+        burst: 5.0,
+        bad_token_per_second: 0.001,
+        bad_token_burst: 3.0,
+        ..CallbackLimits::default()
+    };
+    let mut cb = callbacks_with(limits, 64).await;
+    let wrong = cb.server.url("/callback/not-the-token-at-all");
+    let right = cb.server.url(&format!("/callback/{TOKEN}"));
+
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(post(&wrong, PUBLISH_START).await);
+    }
+    let mut real = Vec::new();
+    for _ in 0..5 {
+        real.push(post(&right, PUBLISH_START).await);
+    }
+
+    assert_eq!(flood.iter().filter(|&&s| s == 404).count(), 3, "{flood:?}");
+    assert_eq!(flood.iter().filter(|&&s| s == 429).count(), 27, "{flood:?}");
+    assert_eq!(
+        real, [202; 5],
+        "the wrong tokens used up the real callbacks' budget"
+    );
+    let mut hints = 0;
+    while cb.rx.try_recv().is_ok() {
+        hints += 1;
+    }
+    assert_eq!(hints, 5);
+    assert_eq!(
+        metric(&cb.metrics, r#"lsrecd_callbacks_total{result="bad_token"}"#),
+        30.0
+    );
+    assert_eq!(
+        metric(
+            &cb.metrics,
+            r#"lsrecd_callbacks_total{result="rate_limited"}"#
+        ),
+        0.0
+    );
+    cb.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_for_a_channel_not_configured_is_counted_and_dropped() {
+    let mut cb = callbacks().await;
+    let url = cb.server.url(&format!("/callback/{TOKEN}"));
+
+    let unknown = post(&url, publish_start("ls-somebody-elses")).await;
+    let known = post(&url, publish_start(CHANNEL)).await;
+
+    assert_eq!((unknown, known), (202, 202));
+    assert_eq!(
+        cb.rx.try_recv().map(|h| h.channel_id),
+        Ok(CHANNEL.to_string())
+    );
+    assert!(cb.rx.try_recv().is_err(), "no hint for the unknown channel");
+    assert_eq!(
+        metric(
+            &cb.metrics,
+            r#"lsrecd_callbacks_total{result="unknown_channel"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&cb.metrics, r#"lsrecd_callbacks_total{result="accepted"}"#),
+        1.0
+    );
+    cb.server.stop().await;
+}
+
+#[tokio::test]
+async fn new_settings_replace_the_token_and_the_channels_at_once() {
+    let mut cb = callbacks().await;
+    let old = cb.server.url(&format!("/callback/{TOKEN}"));
+    let new_token = "rotated-token-0123456789";
+    let new = cb.server.url(&format!("/callback/{new_token}"));
+
+    cb.control
+        .update(settings(new_token, &[CHANNEL, "ls-added-on-reload"]));
+    let with_old = post(&old, publish_start(CHANNEL)).await;
+    let with_new = post(&new, publish_start("ls-added-on-reload")).await;
+    cb.control.disable();
+    let after_disable = post(&new, publish_start(CHANNEL)).await;
+
+    assert_eq!((with_old, with_new, after_disable), (404, 202, 404));
+    assert_eq!(
+        cb.rx.try_recv().map(|h| h.channel_id),
+        Ok("ls-added-on-reload".to_string())
+    );
+    assert!(cb.rx.try_recv().is_err());
+    cb.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_body_timeout_gets_408() {
+    let limits = CallbackLimits {
+        body_timeout: Duration::from_millis(300),
+        ..CallbackLimits::default()
+    };
+    let mut cb = callbacks_with(limits, 16).await;
+    // Ten of the hundred declared bytes, then nothing.
+    let request = format!(
+        "POST /callback/{TOKEN} HTTP/1.1\r\nHost: lsrecd\r\nContent-Length: 100\r\n\r\n{{\"channel"
+    );
+
+    let status_line = raw_exchange(&cb.server.addr(), request.as_bytes()).await;
+
+    assert!(status_line.starts_with("HTTP/1.1 408"), "{status_line}");
+    assert!(cb.rx.try_recv().is_err());
+    assert_eq!(
+        metric(&cb.metrics, r#"lsrecd_callbacks_total{result="malformed"}"#),
+        1.0
+    );
+    cb.server.stop().await;
+}
+
+#[tokio::test]
 async fn garbage_bodies_get_400_and_are_counted() {
     let mut cb = callbacks().await;
     let url = cb.server.url(&format!("/callback/{TOKEN}"));
@@ -370,7 +509,7 @@ async fn metrics_and_callbacks_share_one_listener_when_their_addresses_are_equal
         (other, Router::new()),
         (
             addr,
-            callback_router(Secret::new(TOKEN), tx, metrics.clone()),
+            callback_router(settings(TOKEN, &[CHANNEL]), tx, metrics.clone()).0,
         ),
     ]);
     assert_eq!(

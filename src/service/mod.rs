@@ -18,7 +18,10 @@ pub mod notify;
 pub mod readiness;
 pub mod signals;
 
-pub use callback::{CallbackLimits, Hint, callback_router, callback_router_with_limits};
+pub use callback::{
+    CallbackControl, CallbackLimits, CallbackSettings, Hint, callback_router,
+    callback_router_with_limits,
+};
 pub use http::{group_by_address, metrics_router, serve};
 pub use metrics::Metrics;
 pub use notify::Notifier;

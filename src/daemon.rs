@@ -306,6 +306,7 @@ async fn spawn_listeners(
         _ => None,
     };
     let routers = http::group_by_address(metrics_router.into_iter().chain(callback_router));
+    let limits = http::ListenerLimits::for_this_process();
     for (addr, router) in routers {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -313,7 +314,7 @@ async fn spawn_listeners(
         tracing::info!(%addr, "HTTP endpoint listening");
         let mut stop = stop.clone();
         servers.spawn(async move {
-            let served = http::serve(listener, router, async move {
+            let served = http::serve_with_limits(listener, router, limits, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;

@@ -851,3 +851,86 @@ async fn a_flood_of_callbacks_for_unknown_channels_leaves_the_api_call_rate_at_t
     assert_eq!(unknown, accepted as f64);
     assert!(daemon.exited().is_none());
 }
+
+/// Raises this process's soft file-descriptor limit to `wanted` (within the hard limit); the
+/// daemons it starts inherit it.
+fn raise_fd_limit(wanted: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_none_or(|soft| soft >= wanted) {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= wanted,
+        "this test needs {wanted} file descriptors; the hard limit (ulimit -Hn) is {hard}"
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("raise the soft file-descriptor limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_connections_to_the_callback_listener_do_not_stop_a_callback_from_starting_a_recording()
+ {
+    const IDLE: usize = 2000;
+    // What the unit's LimitNOFILE gives the daemon (it inherits this process's limit), which
+    // also covers this process's end of the idle connections.
+    raise_fd_limit(16384);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let token = "slowloris-callback-token-0123";
+    let site = CallbackSite::new(
+        &emu.base_url(),
+        token,
+        &channel_table(STUDIO_A, "studio-a", true),
+    );
+    let daemon = site.site.spawn(&["run"], &[]);
+    site.wait_ready(&daemon).await;
+    let callback_addr = site.callback.trim_start_matches("http://").to_string();
+    let started = std::time::Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(
+            tokio::net::TcpStream::connect(&callback_addr)
+                .await
+                .expect("an idle connection"),
+        );
+    }
+
+    emu.control().go_live(STUDIO_A).expect("studio-a exists");
+    let http = reqwest::Client::new();
+    let status = site.callback(&http, token, STUDIO_A).await;
+    let recording = wait_for(Duration::from_secs(5), || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await;
+    let started_metric = site
+        .metric(&http, r#"lsrecd_recordings_started_total{trigger="live"}"#)
+        .await;
+
+    assert_eq!(status, 202);
+    assert!(
+        recording.is_some(),
+        "the callback did not start the recording long before the 30 s poll; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert!(started_metric <= 1.0, "started twice: {started_metric}");
+    // They were all held while the callback went through (the header timeout is 10 s).
+    let held_for = started.elapsed();
+    assert!(
+        held_for < Duration::from_secs(10),
+        "the machine took {held_for:?}; the idle connections may have timed out meanwhile"
+    );
+    let mut buf = [0u8; 1];
+    let open = idle
+        .iter()
+        .filter(|c| matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        .count();
+    assert_eq!(open, IDLE, "the daemon closed idle connections early");
+}

@@ -756,7 +756,7 @@ async fn sighup_replaces_the_callback_token_and_the_channels_callbacks_may_name(
     );
     let only_a = channel_table(STUDIO_A, "studio-a", false);
     let site = CallbackSite::new(&emu.base_url(), old, &only_a);
-    let daemon = site.site.spawn(&["run"], &[]);
+    let mut daemon = site.site.spawn(&["run"], &[]);
     site.wait_ready(&daemon).await;
     let http = reqwest::Client::new();
 
@@ -802,6 +802,20 @@ async fn sighup_replaces_the_callback_token_and_the_channels_callbacks_may_name(
     assert!(
         !stderr.contains(old) && !stderr.contains(new),
         "a token is in the logs"
+    );
+
+    // With both listeners open, a reload behind it and a connection idle, SIGTERM still ends
+    // the daemon in time.
+    let _idle = tokio::net::TcpStream::connect(site.callback.trim_start_matches("http://"))
+        .await
+        .expect("an idle connection");
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(STOP_LIMIT).await;
+    assert_eq!(
+        exit.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM did not end lsrecd with 0 in time; stderr:\n{}",
+        daemon.stderr()
     );
 }
 

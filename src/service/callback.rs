@@ -106,23 +106,36 @@ impl CallbackSettings {
     }
 }
 
-/// Replaces the settings of a running callback route (a configuration reload).
+/// The settings in force, shared by the route and its [`CallbackControl`]; `None` once
+/// callbacks are disabled by a reload.
+type Shared = Arc<RwLock<Option<Arc<Accepting>>>>;
+
+/// Replaces the settings of a running callback route (a configuration reload). It holds the
+/// settings only, not the route: the hint queue closes when the route is gone, whoever still
+/// holds a control.
 #[derive(Clone)]
 pub struct CallbackControl {
-    state: Arc<CallbackState>,
+    accepting: Shared,
 }
 
 impl CallbackControl {
     /// From now on callbacks are checked against `settings`: the old token stops working at
     /// once.
     pub fn update(&self, settings: CallbackSettings) {
-        *self.state.write_accepting() = Some(Arc::new(Accepting::from(settings)));
+        *self.write() = Some(Arc::new(Accepting::from(settings)));
     }
 
     /// Refuses every callback from now on (the configuration no longer has `[callback]`; the
     /// listener itself closes at the next restart).
     pub fn disable(&self) {
-        *self.state.write_accepting() = None;
+        *self.write() = None;
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<Accepting>>> {
+        // The guarded value is replaced whole, so a panicked writer cannot leave half of it.
+        self.accepting
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -145,8 +158,9 @@ pub fn callback_router_with_limits(
     limits: CallbackLimits,
 ) -> (Router, CallbackControl) {
     let now = Instant::now();
+    let accepting: Shared = Arc::new(RwLock::new(Some(Arc::new(Accepting::from(settings)))));
     let state = Arc::new(CallbackState {
-        accepting: RwLock::new(Some(Arc::new(Accepting::from(settings)))),
+        accepting: accepting.clone(),
         tx,
         metrics,
         limits,
@@ -155,8 +169,8 @@ pub fn callback_router_with_limits(
     });
     let router = Router::new()
         .route("/callback/{token}", post(receive))
-        .with_state(state.clone());
-    (router, CallbackControl { state })
+        .with_state(state);
+    (router, CallbackControl { accepting })
 }
 
 /// The settings in the form they are checked in.
@@ -177,8 +191,7 @@ impl From<CallbackSettings> for Accepting {
 }
 
 struct CallbackState {
-    /// `None` once callbacks are disabled by a reload.
-    accepting: RwLock<Option<Arc<Accepting>>>,
+    accepting: Shared,
     tx: mpsc::Sender<Hint>,
     metrics: Metrics,
     limits: CallbackLimits,
@@ -194,12 +207,6 @@ impl CallbackState {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    fn write_accepting(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<Accepting>>> {
-        self.accepting
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn admit(&self) -> bool {

@@ -106,9 +106,13 @@ pub struct ManualArgs {
 
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
-    /// Address to listen on.
+    /// Address to listen on (loopback unless --allow-remote).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Allow a --listen address other machines can reach. The control API then requires the
+    /// bearer token printed at start.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Access key the emulator accepts.
     #[arg(long, requires = "secret_key")]
     pub access_key: Option<String>,
@@ -139,11 +143,15 @@ pub struct DemoArgs {
     pub duration: Option<std::time::Duration>,
 }
 
-/// Runs the parsed command line and returns the process exit code.
-pub fn run(cli: Cli) -> u8 {
+/// Runs the parsed command line and returns the process exit code. `startup_warning` is what
+/// went wrong before logging was set up (see [`crate::hardening`]); it is logged first.
+pub fn run(cli: Cli, startup_warning: Option<String>) -> u8 {
     // The demo prints what happens from the events table; its logs stay at warnings unless asked.
     let quieter = matches!(cli.command, Command::Demo(_)) as i8;
     crate::logging::init(cli.global.log_format, cli.global.verbosity() - quieter);
+    if let Some(warning) = startup_warning {
+        tracing::warn!("{warning}");
+    }
     let result = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

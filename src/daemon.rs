@@ -16,6 +16,7 @@ use crate::engine::lock::{EngineLock, Holder};
 use crate::engine::{Engine, Reload, TickReport, Wake, now_ms};
 use crate::livestation::Client;
 use crate::livestation::client::ClientConfig;
+use crate::service::callback::{CallbackControl, CallbackSettings};
 use crate::service::http;
 use crate::service::metrics::Metrics;
 use crate::service::notify::Notifier;
@@ -119,7 +120,7 @@ pub async fn run(
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    spawn_listeners(
+    let callbacks = spawn_listeners(
         &config,
         &metrics,
         &readiness,
@@ -139,9 +140,12 @@ pub async fn run(
             r,
             config.clone(),
             reload_tx,
-            metrics.clone(),
-            keepalive.clone(),
-            readiness.clone(),
+            Reloadable {
+                metrics: metrics.clone(),
+                keepalive: keepalive.clone(),
+                readiness: readiness.clone(),
+                callbacks: callbacks.clone(),
+            },
         ))
     });
     notifier.status("reading channels and reconciling");
@@ -268,6 +272,8 @@ fn status_line(report: &TickReport, now: i64) -> String {
     }
 }
 
+/// Binds and serves the metrics and callback listeners; returns the handle that changes the
+/// callback settings on reload, when callbacks are served.
 async fn spawn_listeners(
     config: &Config,
     metrics: &Metrics,
@@ -275,15 +281,16 @@ async fn spawn_listeners(
     wake_tx: mpsc::Sender<Wake>,
     stop: tokio::sync::watch::Receiver<bool>,
     servers: &mut tokio::task::JoinSet<()>,
-) -> Result<(), DaemonError> {
+) -> Result<Option<CallbackControl>, DaemonError> {
     let metrics_router = config.metrics.as_ref().map(|m| {
         (
             m.listen,
             http::metrics_router(metrics.clone(), readiness.clone()),
         )
     });
-    let callback_router = match &config.callback {
-        Some(c) => {
+    let mut control = None;
+    let callback_router = match (&config.callback, CallbackSettings::from_config(config)) {
+        (Some(c), Some(settings)) => {
             let (hint_tx, mut hint_rx) = mpsc::channel::<crate::service::Hint>(256);
             let wake = wake_tx.clone();
             servers.spawn(async move {
@@ -291,18 +298,15 @@ async fn spawn_listeners(
                     let _ = wake.try_send(Wake::Channel(hint.channel_id));
                 }
             });
-            Some((
-                c.listen,
-                crate::service::callback::callback_router(
-                    c.token.clone(),
-                    hint_tx,
-                    metrics.clone(),
-                ),
-            ))
+            let (router, handle) =
+                crate::service::callback::callback_router(settings, hint_tx, metrics.clone());
+            control = Some(handle);
+            Some((c.listen, router))
         }
-        None => None,
+        _ => None,
     };
     let routers = http::group_by_address(metrics_router.into_iter().chain(callback_router));
+    let limits = http::ListenerLimits::for_this_process();
     for (addr, router) in routers {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -310,7 +314,7 @@ async fn spawn_listeners(
         tracing::info!(%addr, "HTTP endpoint listening");
         let mut stop = stop.clone();
         servers.spawn(async move {
-            let served = http::serve(listener, router, async move {
+            let served = http::serve_with_limits(listener, router, limits, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
@@ -319,7 +323,7 @@ async fn spawn_listeners(
             }
         });
     }
-    Ok(())
+    Ok(control)
 }
 
 /// The API client for `config`, reporting each call to the metrics and the watchdog.
@@ -349,21 +353,36 @@ fn api_changed(a: &Config, b: &Config) -> bool {
         || a.credentials.secret_key != b.credentials.secret_key
 }
 
+/// What a reload updates besides the engine's configuration.
+struct Reloadable {
+    metrics: Metrics,
+    keepalive: Keepalive,
+    readiness: Readiness,
+    /// The callback route's settings, when callbacks are served.
+    callbacks: Option<CallbackControl>,
+}
+
 /// Re-reads the configuration on every SIGHUP; an invalid file keeps the old configuration.
-/// A changed `[api]` (rotated keys, another endpoint) gets a new client; settings that need a
-/// restart (the database, the listeners) are reported and keep their old values until then.
+/// A changed `[api]` (rotated keys, another endpoint) gets a new client; the callback token and
+/// the channels callbacks may name are replaced at once (the old token stops working); settings
+/// that need a restart (the database, the listeners) are reported and keep their old values
+/// until then.
 async fn reload_on_sighup(
     source: ReloadSource,
     mut current: Arc<Config>,
     tx: mpsc::Sender<Reload>,
-    metrics: Metrics,
-    keepalive: Keepalive,
-    readiness: Readiness,
+    with: Reloadable,
 ) {
     let ReloadSource {
         path,
         signal: mut hup,
     } = source;
+    let Reloadable {
+        metrics,
+        keepalive,
+        readiness,
+        callbacks,
+    } = with;
     while hup.recv().await.is_some() {
         let loaded = Config::load(&path)
             .map_err(|e| e.to_string())
@@ -392,6 +411,9 @@ async fn reload_on_sighup(
                         "metrics/callback listen addresses take effect at the next restart"
                     );
                 }
+                if let Some(callbacks) = &callbacks {
+                    apply_callback_settings(callbacks, &current, &config);
+                }
                 tracing::info!(path = %path.display(), new_client = client.is_some(), "configuration reloaded");
                 metrics.config_reload(true);
                 readiness.set_max_age(config.daemon.poll_interval * 3);
@@ -407,6 +429,30 @@ async fn reload_on_sighup(
                 );
                 metrics.config_reload(false);
             }
+        }
+    }
+}
+
+/// Points the running callback route at the reloaded token and channels; without `[callback]`
+/// it refuses every callback until the restart closes the listener.
+fn apply_callback_settings(callbacks: &CallbackControl, old: &Config, new: &Config) {
+    match CallbackSettings::from_config(new) {
+        Some(settings) => {
+            let token_changed = old
+                .callback
+                .as_ref()
+                .is_none_or(|c| c.token != settings.token);
+            callbacks.update(settings);
+            if token_changed {
+                tracing::info!("callback token replaced; the previous one no longer works");
+            }
+        }
+        None => {
+            callbacks.disable();
+            tracing::warn!(
+                "[callback] was removed: callbacks are refused from now on, and the listener \
+                 closes at the next restart"
+            );
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`livestation`]: the signed API client, the JSON model and error classification.
 //! - [`store`]: the SQLite database operators query; every SQL statement lives there.
 //! - [`engine`]: observe channels, derive claims, decide and act, follow records.
-//! - [`secret`]: the `***`-printing type that holds keys.
+//! - [`secret`]: the `***`-printing, zeroed-on-drop type that holds keys.
+//! - [`hardening`]: umask and moving keys out of the environment, first thing in `main`.
 //! - [`service`]: systemd notify/watchdog, signals, metrics and callback endpoints.
 //! - [`daemon`]: wiring of all of the above into the running service.
 //! - [`emulator`]: a local Live Station used by tests, the demo and benchmarks.
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod emulator;
 pub mod engine;
 pub mod exit;
+pub mod hardening;
 pub mod livestation;
 pub mod logging;
 pub mod schedule;

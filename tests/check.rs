@@ -111,7 +111,10 @@ fn a_configuration_without_schedules_says_so() {
     let json = check(&config, &["--json"]);
     assert_eq!(json.status.code(), Some(0), "stderr: {}", stderr(&json));
     let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
-    assert_eq!(value, serde_json::json!({ "schedules": [] }));
+    assert_eq!(
+        value,
+        serde_json::json!({ "warnings": [], "schedules": [] })
+    );
 
     let text = check(&config, &[]);
     assert_eq!(text.status.code(), Some(0));
@@ -119,6 +122,36 @@ fn a_configuration_without_schedules_says_so() {
         stdout(&text).contains("No schedules configured."),
         "{}",
         stdout(&text)
+    );
+}
+
+#[test]
+fn a_listener_other_machines_can_reach_is_a_warning_not_an_error() {
+    let config = fixture("remote-listeners.toml");
+    let expected = format!(
+        "{}:3:10: metrics.listen: 0.0.0.0:9464 accepts connections from other machines",
+        config.display()
+    );
+
+    let text = check(&config, &[]);
+    let json = check(&config, &["--json"]);
+
+    assert_eq!(text.status.code(), Some(0), "stderr: {}", stderr(&text));
+    assert!(
+        stdout(&text).contains(&format!("warning: {expected}")),
+        "{}",
+        stdout(&text)
+    );
+    assert_eq!(json.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let warnings = value["warnings"].as_array().expect("a warnings array");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&expected),
+        "{warnings:?}"
     );
 }
 

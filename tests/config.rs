@@ -32,7 +32,30 @@ fn fixtures(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Git keeps no permission bits but the executable one, so the fixture key files get theirs
+/// here: private ones `0600`, the ones that exist to be refused (or allowed by an override)
+/// readable by group or others.
+fn set_key_file_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config");
+        for (file, mode) in [
+            ("valid/keys/access_key", 0o600),
+            ("valid/keys/secret_key", 0o600),
+            ("valid/shared-keys/secret_key", 0o640),
+            ("invalid/keys/group-readable-secret", 0o640),
+            ("invalid/keys/world-readable-access", 0o604),
+        ] {
+            let path = root.join(file);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        }
+    });
+}
+
 fn load(path: &Path) -> Result<Config, ConfigError> {
+    set_key_file_modes();
     let text = std::fs::read_to_string(path).unwrap();
     if text.lines().any(|l| l.trim() == "# test-env: none") {
         Config::load_with_env(path, &NO_ENV)
@@ -273,6 +296,94 @@ fn errors_and_debug_output_never_contain_secret_values() {
 }
 
 #[test]
+fn risky_settings_allowed_by_overrides_load_with_one_warning_each_in_file_order() {
+    let c = valid("insecure-overrides.toml");
+
+    assert_eq!(c.api.endpoint, "http://192.0.2.10:8080");
+    assert_eq!(c.api.credentials.secret_key.expose(), "fixture-secret-key");
+    let warnings: Vec<(usize, &str)> = c
+        .warnings
+        .iter()
+        .map(|w| (w.line.unwrap_or(0), w.key.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            (3, "api.endpoint"),
+            (5, "api.secret_key_file"),
+            (9, "metrics.listen"),
+            (12, "callback.listen"),
+        ]
+    );
+    let lines = c.warning_lines();
+    assert!(lines[0].contains("clear text"), "{lines:?}");
+    assert!(lines[1].contains("(mode 0640"), "{lines:?}");
+    assert!(lines[2].contains("0.0.0.0:9464 accepts connections from other machines"));
+    assert!(lines[3].ends_with("put a TLS reverse proxy or a firewall in front if they need it"));
+    assert!(lines[0].starts_with(&c.source.display().to_string()));
+}
+
+#[test]
+fn plain_http_to_this_machine_and_loopback_listeners_cause_no_warning() {
+    let c = valid("http-to-this-machine.toml");
+    assert!(c.warnings.is_empty(), "{:?}", c.warning_lines());
+
+    for endpoint in [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://[::1]:8080",
+        "http://[::ffff:127.0.0.1]:8080",
+        "http://LOCALHOST:8080",
+        "https://livestation.apigw.ntruss.com",
+    ] {
+        let text = format!("[api]\nendpoint = \"{endpoint}\"\n");
+        let c = Config::from_str_with_env(&text, Path::new("c.toml"), &FAKE_ENV)
+            .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+        assert!(c.warnings.is_empty(), "{endpoint}: {:?}", c.warning_lines());
+    }
+    for endpoint in [
+        "http://localhost.example.com",
+        "http://127.0.0.1.nip.io",
+        "http://[::ffff:10.0.0.1]",
+        "http://0.0.0.0:8080",
+    ] {
+        let text = format!("[api]\nendpoint = \"{endpoint}\"\n");
+        let e =
+            Config::from_str_with_env(&text, Path::new("c.toml"), &FAKE_ENV).expect_err(endpoint);
+        assert!(e.to_string().contains("clear text"), "{endpoint}: {e}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn key_files_that_group_or_others_can_read_are_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("access_key");
+    std::fs::write(&key, "file-access-key\n").unwrap();
+    let config = dir.path().join("config.toml");
+    let text = "[api]\naccess_key_file = \"access_key\"\nsecret_key = \"inline\"\n";
+
+    for (mode, allowed) in [(0o600, true), (0o400, true), (0o640, false), (0o620, false)] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let result = Config::from_str_with_env(text, &config, &NO_ENV);
+        assert_eq!(result.is_ok(), allowed, "mode {mode:o}: {result:?}");
+    }
+
+    let with_override = format!("{text}allow_insecure_key_files = true\n");
+    let c = Config::from_str_with_env(&with_override, &config, &NO_ENV)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.api.credentials.access_key.expose(), "file-access-key");
+    assert!(
+        c.warning_lines()
+            .iter()
+            .any(|w| w.contains("api.access_key_file: can be accessed by group or others")),
+        "{:?}",
+        c.warning_lines()
+    );
+}
+
+#[test]
 fn an_unreadable_file_names_the_path() {
     let e = Config::load_with_env(Path::new("/nonexistent/lsrecd.toml"), &FAKE_ENV).unwrap_err();
     assert!(
@@ -329,6 +440,11 @@ fn edit() -> impl Strategy<Value = Edit> {
         Just(".".to_string()),
         Just("-".to_string()),
         Just("*/0".to_string()),
+        Just("allow_insecure_endpoint = true\n".to_string()),
+        Just("allow_insecure_key_files = 1\n".to_string()),
+        Just("http://10.0.0.1".to_string()),
+        Just("0.0.0.0:1".to_string()),
+        Just("[::]:1".to_string()),
         Just("é".to_string()),
         Just("\u{0}".to_string()),
         "[a-z_]{1,8}",

@@ -5,12 +5,15 @@
 mod support;
 
 use std::ffi::OsString;
+use std::process::Command;
 use std::time::Duration;
 
 use lsrecd::emulator::{ChannelSpec, Fault, FaultRule, Operation};
 use support::emulator::{emulator, is_recording};
 use support::notify::NotifySocket;
-use support::site::{SECRET_KEY, Site, channel_table, closed_endpoint, config_text, free_port};
+use support::site::{
+    ACCESS_KEY, SECRET_KEY, Site, channel_table, closed_endpoint, config_text, free_port,
+};
 use support::wait_for;
 
 const STUDIO_A: &str = "ls-20260101000000-TestA";
@@ -598,4 +601,377 @@ async fn a_daemon_started_while_a_one_shot_command_holds_the_lock_waits_for_it()
             daemon.stderr()
         )
     });
+}
+
+/// The configuration of `site` with the key lines taken out, so keys must come from elsewhere.
+fn without_inline_keys(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with("access_key") && !l.starts_with("secret_key"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_environment_leave_the_process_environment_and_still_sign_every_call() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let channels = channel_table(STUDIO_A, "studio-a", true);
+    let site = Site::new(&emu.base_url(), &channels);
+    site.rewrite(&without_inline_keys(&config_text(
+        &emu.base_url(),
+        &site.database,
+        &channels,
+    )));
+    let notify = NotifySocket::bind(|| 0);
+    let mut env = systemd_env(&notify);
+    env.push(("LSRECD_ACCESS_KEY", OsString::from(ACCESS_KEY)));
+    env.push(("LSRECD_SECRET_KEY", OsString::from(SECRET_KEY)));
+    let daemon = site.spawn(&["run"], &env);
+
+    // Ready means the channel list was read with both keys.
+    wait_for(START_LIMIT, "READY=1", async || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+    wait_for(POLLS, "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("studio-a was not recorded; stderr:\n{}", daemon.stderr()));
+
+    // What `ps e` and anything else reading /proc shows of the process systemd started.
+    let environ = std::fs::read(format!("/proc/{}/environ", daemon.pid()))
+        .expect("the daemon's /proc/PID/environ");
+    let environ = String::from_utf8_lossy(&environ);
+    for needle in [
+        "LSRECD_SECRET_KEY",
+        "LSRECD_ACCESS_KEY",
+        SECRET_KEY,
+        ACCESS_KEY,
+    ] {
+        assert!(
+            !environ.contains(needle),
+            "{needle} is in /proc/PID/environ"
+        );
+    }
+    assert!(environ.contains("NOTIFY_SOCKET="), "the rest is kept");
+    assert!(!daemon.stderr().contains(SECRET_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_created_0640_outside_systemd_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", true));
+    // As started from a shell with the loosest umask; `exec` keeps the process the same.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_lsrecd"))
+        .arg("--config")
+        .arg(&site.config)
+        .arg("run");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LSRECD_") || name == "NOTIFY_SOCKET" {
+            command.env_remove(name);
+        }
+    }
+    let notify = NotifySocket::bind(|| 0);
+    command.envs(systemd_env(&notify));
+    let daemon = support::process::Process::start("lsrecd", command);
+    wait_for(START_LIMIT, "READY=1", async || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+
+    let mode = std::fs::metadata(&site.database)
+        .expect("the database exists")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640, "database mode {mode:o}");
+    for suffix in ["-wal", "-shm"] {
+        let mut path = site.database.clone().into_os_string();
+        path.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o027, 0, "{suffix} mode {mode:o}");
+        }
+    }
+}
+
+/// A site whose daemon polls every 30 s (so only callbacks can make it act quickly) and serves
+/// metrics and callbacks (with `token`) on free ports; `channels` are its `[[channel]]` tables.
+struct CallbackSite {
+    site: Site,
+    metrics: String,
+    callback: String,
+}
+
+impl CallbackSite {
+    fn new(endpoint: &str, token: &str, channels: &str) -> CallbackSite {
+        let site = Site::new(endpoint, "");
+        let (port, callback_port) = (free_port(), free_port());
+        let site = CallbackSite {
+            site,
+            metrics: format!("http://127.0.0.1:{port}"),
+            callback: format!("http://127.0.0.1:{callback_port}"),
+        };
+        site.configure(endpoint, token, channels);
+        site
+    }
+
+    /// Rewrites the configuration with `token` and `channels` (same ports).
+    fn configure(&self, endpoint: &str, token: &str, channels: &str) {
+        let listeners = format!(
+            "[metrics]\nlisten = \"{}\"\n\n[callback]\nlisten = \"{}\"\ntoken = \"{token}\"\n\n",
+            self.metrics.trim_start_matches("http://"),
+            self.callback.trim_start_matches("http://"),
+        );
+        let text = config_text(endpoint, &self.site.database, channels)
+            .replace("poll_interval = \"1s\"", "poll_interval = \"30s\"")
+            .replace("[daemon]", &format!("{listeners}[daemon]"));
+        self.site.rewrite(&text);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    async fn wait_ready(&self, daemon: &support::process::Process) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/readyz", self.metrics);
+        wait_for(START_LIMIT, "/readyz 200", async || {
+            let answer = http.get(&url).send().await.ok()?;
+            (answer.status() == 200).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", daemon.stderr()));
+    }
+
+    /// POSTs a PUBLISH_START callback for `channel` with `token`; the HTTP status.
+    async fn callback(&self, http: &reqwest::Client, token: &str, channel: &str) -> u16 {
+        http.post(format!("{}/callback/{token}", self.callback))
+            .json(&serde_json::json!({ "channelId": channel, "event": "PUBLISH_START" }))
+            .send()
+            .await
+            .expect("the callback listener answers")
+            .status()
+            .as_u16()
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `lsrecd_callbacks_total{result="accepted"}`.
+    async fn metric(&self, http: &reqwest::Client, series: &str) -> f64 {
+        let text = http
+            .get(format!("{}/metrics", self.metrics))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("a body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_replaces_the_callback_token_and_the_channels_callbacks_may_name() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A), ChannelSpec::new(STUDIO_B)]).await;
+    let (old, new) = (
+        "old-callback-token-0123456789",
+        "new-callback-token-9876543210",
+    );
+    let only_a = channel_table(STUDIO_A, "studio-a", false);
+    let site = CallbackSite::new(&emu.base_url(), old, &only_a);
+    let mut daemon = site.site.spawn(&["run"], &[]);
+    site.wait_ready(&daemon).await;
+    let http = reqwest::Client::new();
+
+    let before = (
+        site.callback(&http, old, STUDIO_A).await,
+        site.callback(&http, old, STUDIO_B).await,
+    );
+    let both = [only_a, channel_table(STUDIO_B, "studio-b", false)].concat();
+    site.configure(&emu.base_url(), new, &both);
+    daemon.signal("HUP");
+    daemon
+        .wait_stderr("configuration reloaded", POLLS)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", daemon.stderr()));
+    let after = (
+        site.callback(&http, old, STUDIO_A).await,
+        site.callback(&http, new, STUDIO_B).await,
+    );
+
+    assert_eq!(before, (202, 202));
+    assert_eq!(after, (404, 202), "the old token must stop working at once");
+    let count = |result: &'static str| {
+        let site = &site;
+        let http = &http;
+        async move {
+            site.metric(
+                http,
+                &format!("lsrecd_callbacks_total{{result=\"{result}\"}}"),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        count("accepted").await,
+        2.0,
+        "studio-a before, studio-b after"
+    );
+    assert_eq!(count("unknown_channel").await, 1.0, "studio-b before");
+    assert_eq!(count("bad_token").await, 1.0, "the old token after");
+    let stderr = daemon.stderr();
+    assert!(stderr.contains("callback token replaced"), "{stderr}");
+    assert!(
+        !stderr.contains(old) && !stderr.contains(new),
+        "a token is in the logs"
+    );
+
+    // With both listeners open, a reload behind it and a connection idle, SIGTERM still ends
+    // the daemon in time.
+    let _idle = tokio::net::TcpStream::connect(site.callback.trim_start_matches("http://"))
+        .await
+        .expect("an idle connection");
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(STOP_LIMIT).await;
+    assert_eq!(
+        exit.ok().and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM did not end lsrecd with 0 in time; stderr:\n{}",
+        daemon.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_callbacks_for_unknown_channels_leaves_the_api_call_rate_at_the_idle_baseline() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let token = "flood-callback-token-0123456789";
+    let site = CallbackSite::new(
+        &emu.base_url(),
+        token,
+        &channel_table(STUDIO_A, "studio-a", true),
+    );
+    let mut daemon = site.site.spawn(&["run"], &[]);
+    site.wait_ready(&daemon).await;
+    let http = reqwest::Client::new();
+    let requests = || emu.control().counters().requests;
+    // Both windows are measured the same way: what the API saw over a fixed stretch of time.
+    let window = Duration::from_secs(2);
+
+    let idle_start = requests();
+    tokio::time::sleep(window).await;
+    let baseline = requests() - idle_start;
+
+    let flood_start = requests();
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let channel = format!("ls-20260101000000-N{i:05}");
+        statuses.push(site.callback(&http, token, &channel).await);
+    }
+    tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
+    let during_flood = requests() - flood_start;
+
+    let accepted = statuses.iter().filter(|&&s| s == 202).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(accepted + limited, 300, "{statuses:?}");
+    assert!(accepted >= 40, "only {accepted} passed the rate limit");
+    // One poll may fall into either window (the interval is 30 s, so at most one).
+    assert!(
+        during_flood <= baseline + 1,
+        "{during_flood} API requests during the flood, {baseline} in the same time idle"
+    );
+    let unknown = site
+        .metric(&http, r#"lsrecd_callbacks_total{result="unknown_channel"}"#)
+        .await;
+    assert_eq!(unknown, accepted as f64);
+    assert!(daemon.exited().is_none());
+}
+
+/// Raises this process's soft file-descriptor limit to `wanted` (within the hard limit); the
+/// daemons it starts inherit it.
+fn raise_fd_limit(wanted: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_none_or(|soft| soft >= wanted) {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= wanted,
+        "this test needs {wanted} file descriptors; the hard limit (ulimit -Hn) is {hard}"
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("raise the soft file-descriptor limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_connections_to_the_callback_listener_do_not_stop_a_callback_from_starting_a_recording()
+ {
+    const IDLE: usize = 2000;
+    // What the unit's LimitNOFILE gives the daemon (it inherits this process's limit), which
+    // also covers this process's end of the idle connections.
+    raise_fd_limit(16384);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let token = "slowloris-callback-token-0123";
+    let site = CallbackSite::new(
+        &emu.base_url(),
+        token,
+        &channel_table(STUDIO_A, "studio-a", true),
+    );
+    let daemon = site.site.spawn(&["run"], &[]);
+    site.wait_ready(&daemon).await;
+    let callback_addr = site.callback.trim_start_matches("http://").to_string();
+    let started = std::time::Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(
+            tokio::net::TcpStream::connect(&callback_addr)
+                .await
+                .expect("an idle connection"),
+        );
+    }
+
+    emu.control().go_live(STUDIO_A).expect("studio-a exists");
+    let http = reqwest::Client::new();
+    let status = site.callback(&http, token, STUDIO_A).await;
+    let recording = wait_for(Duration::from_secs(5), "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await;
+    let accepted = site
+        .metric(&http, r#"lsrecd_callbacks_total{result="accepted"}"#)
+        .await;
+
+    assert_eq!(status, 202);
+    assert!(
+        recording.is_ok(),
+        "the callback did not start the recording long before the 30 s poll; stderr:\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(accepted, 1.0, "/metrics answers and counted the callback");
+    assert_eq!(emu.control().counters().start_record_calls_on(STUDIO_A), 1);
+    // They were all held while the callback went through (the header timeout is 10 s).
+    let held_for = started.elapsed();
+    assert!(
+        held_for < Duration::from_secs(10),
+        "the machine took {held_for:?}; the idle connections may have timed out meanwhile"
+    );
+    let mut buf = [0u8; 1];
+    let open = idle
+        .iter()
+        .filter(|c| matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        .count();
+    assert_eq!(open, IDLE, "the daemon closed idle connections early");
 }

@@ -1047,3 +1047,98 @@ async fn lsrecd_emulator_binary_prints_its_address_serves_and_stops_on_sigterm()
         .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_binary_refuses_a_listen_address_other_machines_can_reach_without_allow_remote() {
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lsrecd"))
+            .args(["emulator", "--listen", listen])
+            .output()
+            .await
+            .expect("lsrecd runs");
+
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{listen}: {stderr}");
+        assert!(stderr.contains("--allow-remote"), "{listen}: {stderr}");
+        assert!(out.stdout.is_empty(), "it did not start serving");
+    }
+}
+
+#[tokio::test]
+async fn with_allow_remote_the_control_api_needs_the_token_printed_at_start() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lsrecd"))
+        .args(["emulator", "--listen", "0.0.0.0:0", "--allow-remote"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("lsrecd runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await
+    {
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let port = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("listening on http://0.0.0.0:"))
+        .unwrap_or_else(|| panic!("no address in:\n{printed}"))
+        .trim()
+        .to_string();
+    let token = printed
+        .lines()
+        .find_map(|l| l.split_once("Authorization: Bearer "))
+        .map(|(_, rest)| rest.trim_end_matches(')').to_string())
+        .unwrap_or_else(|| panic!("no token in:\n{printed}"));
+    assert!(token.len() >= 32, "{token:?}");
+    // Only ever reached over loopback here.
+    let counters = format!("http://127.0.0.1:{port}/_emulator/counters");
+    let http = http_client(Duration::from_secs(5));
+
+    let anonymous = http.get(&counters).send().await.unwrap().status();
+    let guessed = http
+        .get(&counters)
+        .bearer_auth("0123456789abcdef0123456789abcdef")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let with_token = http
+        .get(&counters)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    let add_without_token = http
+        .post(format!("http://127.0.0.1:{port}/_emulator/channels"))
+        .json(&json!({"id": "ls-intruder"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+
+    assert_eq!(anonymous, 401);
+    assert_eq!(guessed, 401);
+    assert_eq!(with_token, 200);
+    assert_eq!(add_without_token, 401);
+    let _ = child.kill().await;
+}
+
+#[tokio::test]
+async fn on_loopback_the_control_api_stays_open() {
+    let (emu, _) = start().await;
+    let status = http_client(Duration::from_secs(5))
+        .get(format!("{}/_emulator/counters", emu.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}

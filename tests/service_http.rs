@@ -9,8 +9,9 @@ use axum::Router;
 use lsrecd::secret::Secret;
 use lsrecd::service::http::SHUTDOWN_GRACE;
 use lsrecd::service::{
-    CallbackLimits, Hint, Metrics, Readiness, callback_router, callback_router_with_limits,
-    group_by_address, metrics_router, serve,
+    CallbackControl, CallbackLimits, CallbackSettings, Hint, ListenerLimits, Metrics, Readiness,
+    callback_router, callback_router_with_limits, group_by_address, metrics_router, serve,
+    serve_with_limits,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +19,22 @@ use tokio::task::JoinHandle;
 
 const TOKEN: &str = "cb-token-9f8e7d6c5b4a";
 
+const CHANNEL: &str = "ls-20200327xxxxxx-aBCD3";
+
 const PUBLISH_START: &str = r#"{"id":1234,"logLevel":"INFO","channelId":"ls-20200327xxxxxx-aBCD3","event":"PUBLISH_START","timestamp":1599218791425}"#;
+
+/// Settings with `token` and the configured channels `channels`.
+fn settings(token: &str, channels: &[&str]) -> CallbackSettings {
+    CallbackSettings {
+        token: Secret::new(token),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+/// A PUBLISH_START callback body for `channel`.
+fn publish_start(channel: &str) -> String {
+    format!(r#"{{"channelId":"{channel}","event":"PUBLISH_START"}}"#)
+}
 
 /// A server on an ephemeral port, stopped (and awaited) by [`TestServer::stop`].
 struct TestServer {
@@ -29,10 +45,14 @@ struct TestServer {
 
 impl TestServer {
     async fn start(router: Router) -> TestServer {
+        TestServer::start_with(router, ListenerLimits::default()).await
+    }
+
+    async fn start_with(router: Router, limits: ListenerLimits) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, router, async move {
+        let task = tokio::spawn(serve_with_limits(listener, router, limits, async move {
             let _ = stopped.await;
         }));
         TestServer {
@@ -73,16 +93,19 @@ struct Callbacks {
     server: TestServer,
     rx: mpsc::Receiver<Hint>,
     metrics: Metrics,
+    control: CallbackControl,
 }
 
 async fn callbacks_with(limits: CallbackLimits, queue: usize) -> Callbacks {
     let (tx, rx) = mpsc::channel(queue);
     let metrics = Metrics::new();
-    let router = callback_router_with_limits(Secret::new(TOKEN), tx, metrics.clone(), limits);
+    let (router, control) =
+        callback_router_with_limits(settings(TOKEN, &[CHANNEL]), tx, metrics.clone(), limits);
     Callbacks {
         server: TestServer::start(router).await,
         rx,
         metrics,
+        control,
     }
 }
 
@@ -320,6 +343,127 @@ async fn a_burst_over_the_rate_limit_gets_some_429s() {
 }
 
 #[tokio::test]
+async fn a_flood_of_wrong_tokens_never_makes_a_real_callback_wait() {
+    let limits = CallbackLimits {
+        per_second: 0.001,
+        burst: 5.0,
+        bad_token_per_second: 0.001,
+        bad_token_burst: 3.0,
+        ..CallbackLimits::default()
+    };
+    let mut cb = callbacks_with(limits, 64).await;
+    let wrong = cb.server.url("/callback/not-the-token-at-all");
+    let right = cb.server.url(&format!("/callback/{TOKEN}"));
+
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(post(&wrong, PUBLISH_START).await);
+    }
+    let mut real = Vec::new();
+    for _ in 0..5 {
+        real.push(post(&right, PUBLISH_START).await);
+    }
+
+    assert_eq!(flood.iter().filter(|&&s| s == 404).count(), 3, "{flood:?}");
+    assert_eq!(flood.iter().filter(|&&s| s == 429).count(), 27, "{flood:?}");
+    assert_eq!(
+        real, [202; 5],
+        "the wrong tokens used up the real callbacks' budget"
+    );
+    let mut hints = 0;
+    while cb.rx.try_recv().is_ok() {
+        hints += 1;
+    }
+    assert_eq!(hints, 5);
+    assert_eq!(
+        metric(&cb.metrics, r#"lsrecd_callbacks_total{result="bad_token"}"#),
+        30.0
+    );
+    assert_eq!(
+        metric(
+            &cb.metrics,
+            r#"lsrecd_callbacks_total{result="rate_limited"}"#
+        ),
+        0.0
+    );
+    cb.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_for_a_channel_not_configured_is_counted_and_dropped() {
+    let mut cb = callbacks().await;
+    let url = cb.server.url(&format!("/callback/{TOKEN}"));
+
+    let unknown = post(&url, publish_start("ls-somebody-elses")).await;
+    let known = post(&url, publish_start(CHANNEL)).await;
+
+    assert_eq!((unknown, known), (202, 202));
+    assert_eq!(
+        cb.rx.try_recv().map(|h| h.channel_id),
+        Ok(CHANNEL.to_string())
+    );
+    assert!(cb.rx.try_recv().is_err(), "no hint for the unknown channel");
+    assert_eq!(
+        metric(
+            &cb.metrics,
+            r#"lsrecd_callbacks_total{result="unknown_channel"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&cb.metrics, r#"lsrecd_callbacks_total{result="accepted"}"#),
+        1.0
+    );
+    cb.server.stop().await;
+}
+
+#[tokio::test]
+async fn new_settings_replace_the_token_and_the_channels_at_once() {
+    let mut cb = callbacks().await;
+    let old = cb.server.url(&format!("/callback/{TOKEN}"));
+    let new_token = "rotated-token-0123456789";
+    let new = cb.server.url(&format!("/callback/{new_token}"));
+
+    cb.control
+        .update(settings(new_token, &[CHANNEL, "ls-added-on-reload"]));
+    let with_old = post(&old, publish_start(CHANNEL)).await;
+    let with_new = post(&new, publish_start("ls-added-on-reload")).await;
+    cb.control.disable();
+    let after_disable = post(&new, publish_start(CHANNEL)).await;
+
+    assert_eq!((with_old, with_new, after_disable), (404, 202, 404));
+    assert_eq!(
+        cb.rx.try_recv().map(|h| h.channel_id),
+        Ok("ls-added-on-reload".to_string())
+    );
+    assert!(cb.rx.try_recv().is_err());
+    cb.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_body_timeout_gets_408() {
+    let limits = CallbackLimits {
+        body_timeout: Duration::from_millis(300),
+        ..CallbackLimits::default()
+    };
+    let mut cb = callbacks_with(limits, 16).await;
+    // Ten of the hundred declared bytes, then nothing.
+    let request = format!(
+        "POST /callback/{TOKEN} HTTP/1.1\r\nHost: lsrecd\r\nContent-Length: 100\r\n\r\n{{\"channel"
+    );
+
+    let status_line = raw_exchange(&cb.server.addr(), request.as_bytes()).await;
+
+    assert!(status_line.starts_with("HTTP/1.1 408"), "{status_line}");
+    assert!(cb.rx.try_recv().is_err());
+    assert_eq!(
+        metric(&cb.metrics, r#"lsrecd_callbacks_total{result="malformed"}"#),
+        1.0
+    );
+    cb.server.stop().await;
+}
+
+#[tokio::test]
 async fn garbage_bodies_get_400_and_are_counted() {
     let mut cb = callbacks().await;
     let url = cb.server.url(&format!("/callback/{TOKEN}"));
@@ -370,7 +514,7 @@ async fn metrics_and_callbacks_share_one_listener_when_their_addresses_are_equal
         (other, Router::new()),
         (
             addr,
-            callback_router(Secret::new(TOKEN), tx, metrics.clone()),
+            callback_router(settings(TOKEN, &[CHANNEL]), tx, metrics.clone()).0,
         ),
     ]);
     assert_eq!(
@@ -507,4 +651,299 @@ async fn raw_exchange(addr: &str, request: &[u8]) -> String {
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
         .expect("a response within 10 s")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection limits: slow, idle and too many clients.
+
+/// A plain metrics server (GET /healthz answers) with `limits`.
+async fn limited(limits: ListenerLimits) -> TestServer {
+    TestServer::start_with(
+        metrics_router(Metrics::new(), Readiness::new(Duration::from_secs(30))),
+        limits,
+    )
+    .await
+}
+
+/// Whether the server closes `stream` within `limit` (EOF or reset), reading and discarding
+/// whatever it sends before.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let until_closed = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, until_closed).await.is_ok()
+}
+
+/// Whether `stream` is still open: nothing to read yet, and no end of stream.
+fn still_open(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(stream.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: lsrecd\r\n\r\n";
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() {
+    let server = limited(ListenerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..ListenerLimits::default()
+    })
+    .await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)).await,
+        "an idle connection stayed open"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_trickled_one_byte_at_a_time_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let server = limited(ListenerLimits {
+        header_read_timeout: Duration::from_millis(500),
+        ..ListenerLimits::default()
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    let head = b"GET /healthz HTTP/1.1\r\nHost: lsrecd\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+
+    // One byte every 100 ms: the whole head would take about 10 s, twenty times the timeout.
+    let mut cut_after = None;
+    for (i, byte) in head.iter().enumerate() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut_after = Some(i);
+            break;
+        }
+        if !still_open(&slow) {
+            cut_after = Some(i + 1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let sent = cut_after.expect("the server waited for the whole trickled head");
+    assert!(
+        sent < head.len(),
+        "cut after {sent} of {} bytes",
+        head.len()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_left_idle_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = limited(ListenerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..ListenerLimits::default()
+    })
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    conn.write_all(HEALTHZ).await.expect("send");
+    let mut first = [0u8; 12];
+    conn.read_exact(&mut first).await.expect("an answer");
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(10)).await,
+        "the idle keep-alive connection stayed open"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_a_freed_place_is_reused() {
+    let server = limited(ListenerLimits {
+        max_connections: 3,
+        header_read_timeout: Duration::from_secs(60),
+        ..ListenerLimits::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            tokio::net::TcpStream::connect(server.addr())
+                .await
+                .expect("connect"),
+        );
+    }
+
+    let mut extra = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("the kernel accepts it");
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(5)).await,
+        "the fourth connection was not closed at once (header timeout is 60 s)"
+    );
+    assert!(held.iter().all(still_open), "the first three stay open");
+
+    drop(held.pop());
+    // The server notices the close asynchronously; a new connection is served once it has.
+    let mut served = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !served && std::time::Instant::now() < deadline {
+        let answer = tokio::time::timeout(Duration::from_secs(2), async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut conn = tokio::net::TcpStream::connect(server.addr()).await.ok()?;
+            conn.write_all(HEALTHZ).await.ok()?;
+            let mut status = [0u8; 12];
+            conn.read_exact(&mut status).await.ok()?;
+            Some(status)
+        })
+        .await;
+        served = matches!(answer, Ok(Some(status)) if &status == b"HTTP/1.1 200");
+        if !served {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(
+        served,
+        "the freed place was never given to a new connection"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_last_request_a_connection_may_make_is_answered_with_connection_close() {
+    use tokio::io::AsyncWriteExt;
+    let server = limited(ListenerLimits {
+        max_requests_per_connection: 2,
+        ..ListenerLimits::default()
+    })
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+
+    conn.write_all(&[HEALTHZ, HEALTHZ].concat())
+        .await
+        .expect("two pipelined requests");
+    let mut answers = Vec::new();
+    let read_all = async {
+        use tokio::io::AsyncReadExt;
+        conn.read_to_end(&mut answers).await
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), read_all).await;
+
+    assert!(
+        result.is_ok(),
+        "the connection stayed open after its last request"
+    );
+    let text = String::from_utf8_lossy(&answers).to_ascii_lowercase();
+    assert_eq!(text.matches("http/1.1 200").count(), 2, "{text}");
+    assert_eq!(text.matches("connection: close").count(), 1, "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_size_limit_gets_431() {
+    let server = limited(ListenerLimits {
+        max_header_bytes: 1024,
+        ..ListenerLimits::default()
+    })
+    .await;
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: lsrecd\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(4096)
+    );
+
+    let status_line = raw_exchange(&server.addr(), request.as_bytes()).await;
+
+    assert!(status_line.starts_with("HTTP/1.1 431"), "{status_line}");
+    server.stop().await;
+}
+
+/// Raises this process's soft file-descriptor limit to at least `needed` (within the hard
+/// limit), for tests that hold thousands of connections open.
+fn raise_fd_limit(needed: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= needed {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= needed,
+        "this test holds {needed} file descriptors; the hard limit (ulimit -Hn) is {hard}"
+    );
+    setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(needed),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("raise the soft file-descriptor limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_connections_keep_neither_a_callback_nor_metrics_out() {
+    const IDLE: usize = 2000;
+    // Both ends of every connection live in this process, plus the runtime's own.
+    raise_fd_limit(2 * IDLE as u64 + 512);
+    let (tx, mut rx) = mpsc::channel(16);
+    let metrics = Metrics::new();
+    let (router, _control) = callback_router(settings(TOKEN, &[CHANNEL]), tx, metrics.clone());
+    let callbacks = TestServer::start(router).await;
+    let metrics_server = TestServer::start(metrics_router(
+        metrics,
+        Readiness::new(Duration::from_secs(30)),
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(
+            tokio::net::TcpStream::connect(callbacks.addr())
+                .await
+                .expect("an idle connection"),
+        );
+    }
+
+    let status = post(&callbacks.url(&format!("/callback/{TOKEN}")), PUBLISH_START).await;
+    let metrics_text = client()
+        .get(metrics_server.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("a body");
+
+    assert_eq!(status, 202);
+    assert_eq!(rx.try_recv().map(|h| h.channel_id), Ok(CHANNEL.to_string()));
+    assert!(
+        metrics_text.contains(r#"lsrecd_callbacks_total{result="accepted"} 1"#),
+        "{metrics_text}"
+    );
+    // The point is that they were all still held while the callback went through.
+    let held_for = started.elapsed();
+    assert!(
+        held_for < ListenerLimits::default().header_read_timeout,
+        "the machine took {held_for:?}; the idle connections may have timed out meanwhile"
+    );
+    let open = idle.iter().filter(|c| still_open(c)).count();
+    assert_eq!(
+        open, IDLE,
+        "idle connections closed before their header timeout"
+    );
+    drop(idle);
+    callbacks.stop().await;
+    metrics_server.stop().await;
 }

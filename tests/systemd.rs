@@ -76,6 +76,11 @@ fn the_unit_declares_the_service_contract() {
     ] {
         assert_eq!(values(&all, key), [value], "{key}=");
     }
+    for (key, value) in [("LimitNOFILE", "16384"), ("LimitCORE", "0")] {
+        assert_eq!(values(&all, key), [value], "{key}=");
+    }
+    assert_eq!(values(&all, "SocketBindDeny"), ["any"]);
+    assert_eq!(values(&all, "SocketBindAllow"), ["tcp:1024-65535"]);
     let credentials = values(&all, "LoadCredential");
     assert!(credentials.contains(&"secret_key:/etc/lsrecd/secret_key"));
     assert!(credentials.contains(&"access_key:/etc/lsrecd/access_key"));

@@ -1,6 +1,9 @@
 //! `lsrecd check [--next N] [--from TIME] [--json]`: validate the configuration and print the
 //! next fire times of every schedule in its own time zone.
 //!
+//! Allowed but risky settings (see [`Config::warnings`]) are listed as `warning:` lines (and in
+//! `warnings` of the JSON form); they do not change the exit code.
+//!
 //! Exit codes: 0 valid, 78 invalid configuration (each problem as `FILE:LINE:COL: KEY: MESSAGE`
 //! on stderr), 2 when `--from` is not RFC 3339.
 
@@ -16,6 +19,8 @@ use crate::exit::{self, CommandError};
 /// What `check --json` prints.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckReport {
+    /// Allowed but risky settings, as `FILE:LINE:COL: KEY: MESSAGE`.
+    pub warnings: Vec<String>,
     /// One entry per schedule, in configuration order.
     pub schedules: Vec<ScheduleReport>,
 }
@@ -47,7 +52,8 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<(), CommandError> {
         Some(text) => parse_from(text)?,
         None => Utc::now(),
     };
-    let config = Config::load(&g.config).map_err(|e| CommandError::config(e.to_string()))?;
+    // Warnings are part of the report here, not log lines.
+    let config = Config::read(&g.config).map_err(|e| CommandError::config(e.to_string()))?;
     let report = report(&config, from, a.next);
     if a.json {
         let json = serde_json::to_string_pretty(&report)
@@ -99,7 +105,10 @@ pub fn report(config: &Config, from: DateTime<Utc>, count: usize) -> CheckReport
                 .collect(),
         })
         .collect();
-    CheckReport { schedules }
+    CheckReport {
+        warnings: config.warning_lines(),
+        schedules,
+    }
 }
 
 /// The human-readable form: a summary line, where the keys come from, and a table.
@@ -122,6 +131,9 @@ pub fn render_text(config: &Config, report: &CheckReport, from: DateTime<Utc>) -
         config.api.access_key_source,
         config.api.secret_key_source,
     );
+    for warning in &report.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     if report.schedules.is_empty() {
         let _ = writeln!(out, "No schedules configured.");
         return out;
@@ -280,6 +292,18 @@ timezone = "UTC"
                 .starts_with("2026-11-30T09:00:00+09:00")
         );
         assert!(lines[header + 3].starts_with("nightly"));
+    }
+
+    #[test]
+    fn risky_settings_are_listed_as_warnings_with_their_place() {
+        let c = config("[metrics]\nlisten = \"0.0.0.0:9464\"\n");
+        let r = report(&c, from(), 1);
+        let text = render_text(&c, &r, from());
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(
+            text.contains("warning: /etc/lsrecd/config.toml:2:10: metrics.listen: 0.0.0.0:9464"),
+            "{text}"
+        );
     }
 
     #[test]

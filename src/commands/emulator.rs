@@ -2,6 +2,10 @@
 //!
 //! The first line on stdout is `listening on http://ADDR`, so a program that starts the emulator
 //! with `--listen 127.0.0.1:0` can read the port it got.
+//!
+//! The control API (`/_emulator/`) can change everything the emulator serves, so a `--listen`
+//! address other machines can reach is refused unless `--allow-remote` is given, and then the
+//! control API requires a random bearer token, printed at start.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -13,6 +17,7 @@ use crate::emulator::{
     DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Emulator, EmulatorOptions, Lifecycle,
 };
 use crate::exit::{CommandError, FAILURE, USAGE};
+use crate::secret::Secret;
 
 /// Runs the emulator in the foreground.
 pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
@@ -25,6 +30,17 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
             ),
         )
     })?;
+    let remote = !listen.ip().is_loopback();
+    if remote && !a.allow_remote {
+        return Err(CommandError::new(
+            USAGE,
+            format!(
+                "--listen {listen} accepts connections from other machines, and the emulator's \
+                 control API can change everything it serves; listen on 127.0.0.1, or add \
+                 --allow-remote (the control API then requires a token printed at start)"
+            ),
+        ));
+    }
     if a.live > a.channels {
         return Err(CommandError::new(
             USAGE,
@@ -44,7 +60,15 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
             transfer: a.transfer,
             retention: a.retention,
         },
+        control_token: remote.then(|| {
+            use rand::RngExt as _;
+            Secret::new(format!("{:032x}", rand::rng().random::<u128>()))
+        }),
         ..EmulatorOptions::default()
+    };
+    let control_auth = match &opts.control_token {
+        Some(token) => format!("Authorization: Bearer {}", token.expose()),
+        None => "no authentication: loopback only".to_string(),
     };
     let access_key = opts.access_key.clone();
     let listener = TcpListener::bind(listen)
@@ -78,7 +102,7 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
     let _ = writeln!(out, "  secret key: {secret_shown}");
     let _ = writeln!(
         out,
-        "  control:    http://{addr}/_emulator/ (no authentication)"
+        "  control:    http://{addr}/_emulator/ ({control_auth})"
     );
     let _ = writeln!(
         out,

@@ -18,6 +18,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 use crate::secret::Secret;
 
 /// Environment variable holding the access key.
@@ -37,12 +39,18 @@ pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
 }
 
-/// The real process environment.
+/// The real process environment. The key variables come from what was handed over when
+/// lsrecd moved them out of its environment at start ([`crate::hardening`]), if it did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
+        if (name == ACCESS_KEY_ENV || name == SECRET_KEY_ENV)
+            && let Some(value) = crate::hardening::handed_over(name)
+        {
+            return value;
+        }
         std::env::var(name).ok()
     }
 }
@@ -92,10 +100,13 @@ impl fmt::Display for KeySource {
 }
 
 /// Reads a key file: at most 64 KiB of UTF-8, trimmed, not empty. Errors never quote content.
+/// Every buffer that held the content is wiped before it is freed.
 pub(crate) fn read_key_file(path: &Path) -> Result<Secret, String> {
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
+    // Allocated once at full size, so reading never moves the content to a new buffer and
+    // leaves a copy behind in the old one.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
     file.take(MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -106,7 +117,7 @@ pub(crate) fn read_key_file(path: &Path) -> Result<Secret, String> {
         ));
     }
     let text =
-        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+        std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
     let key = text.trim();
     if key.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -153,7 +164,7 @@ pub(crate) fn from_environment(
     var: &'static str,
     name: &str,
 ) -> Option<Result<(Secret, KeySource), String>> {
-    if let Some(value) = env.var(var) {
+    if let Some(value) = env.var(var).map(Zeroizing::new) {
         let value = value.trim();
         if !value.is_empty() {
             return Some(Ok((Secret::new(value), KeySource::Env(var))));

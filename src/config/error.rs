@@ -68,17 +68,23 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}", self.file.display())?;
-            if let (Some(line), Some(column)) = (p.line, p.column) {
-                write!(f, ":{line}:{column}")?;
-            }
-            if let Some(key) = &p.key {
-                write!(f, ": {key}")?;
-            }
-            write!(f, ": {}", p.message)?;
+            f.write_str(&located(&self.file, p))?;
         }
         Ok(())
     }
+}
+
+/// `FILE:LINE:COL: KEY: MESSAGE` (the position and key when known).
+pub(crate) fn located(file: &Path, p: &Problem) -> String {
+    let mut out = file.display().to_string();
+    if let (Some(line), Some(column)) = (p.line, p.column) {
+        out.push_str(&format!(":{line}:{column}"));
+    }
+    if let Some(key) = &p.key {
+        out.push_str(&format!(": {key}"));
+    }
+    out.push_str(&format!(": {}", p.message));
+    out
 }
 
 impl std::error::Error for ConfigError {}

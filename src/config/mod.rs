@@ -35,6 +35,16 @@
 //!   directory.
 //! - An inline `api.secret_key` is accepted with a warning (louder when the file can be read by
 //!   group or others).
+//! - `http://` endpoints are accepted only to this machine (`localhost`, `127.0.0.0/8`, `::1`):
+//!   elsewhere the access key and signatures would travel in clear text. `api.allow_insecure_endpoint
+//!   = true` allows it, with a warning.
+//! - `access_key_file` and `secret_key_file` must not be accessible by group or others (mode
+//!   `0600` or stricter); `api.allow_insecure_key_files = true` allows it, with a warning.
+//!   systemd credentials are not checked: systemd hands them over privately.
+//! - A `metrics.listen` or `callback.listen` that is not a loopback address is accepted with a
+//!   warning.
+//!
+//! Warnings are [`Config::warnings`]: logged by [`Config::load`], listed by `lsrecd check`.
 
 pub mod credentials;
 pub mod error;
@@ -102,6 +112,10 @@ pub struct Config {
     pub schedules: Vec<ScheduleConfig>,
     /// The file this was loaded from.
     pub source: PathBuf,
+    /// Settings that are allowed but risky (a listener other machines can reach, a cleartext
+    /// endpoint or loose key files allowed by an override, an inline secret key), in file order.
+    /// [`Config::load`] logs them; `lsrecd check` lists them.
+    pub warnings: Vec<Problem>,
 }
 
 /// `[api]`: how to reach and authenticate to Live Station.
@@ -212,33 +226,41 @@ pub struct ScheduleConfig {
 
 impl Config {
     /// Reads and validates the configuration file at `path`, taking credentials from the
-    /// process environment where the file does not name them.
+    /// process environment where the file does not name them, and logs its
+    /// [`warnings`](Config::warnings).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with_env(path, &ProcessEnv)
     }
 
     /// [`Config::load`] with explicit environment lookups.
     pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::unreadable(path, format!("cannot read the configuration file: {e}"))
-        })?;
-        let config = Config::from_str_with_env(&text, path, env)?;
-        if config.api.secret_key_source == KeySource::Inline {
-            match credentials::loose_mode(path) {
-                Some(mode) => tracing::warn!(
-                    file = %path.display(),
-                    mode = format_args!("{mode:04o}"),
-                    "api.secret_key is inline in a file that group or others can access; \
-                     chmod 600 it, or move the key to secret_key_file or a systemd credential"
-                ),
-                None => tracing::warn!(
-                    file = %path.display(),
-                    "api.secret_key is inline in the configuration file; prefer \
-                     secret_key_file or a systemd credential"
-                ),
-            }
+        let config = Config::read_with_env(path, env)?;
+        for warning in &config.warnings {
+            tracing::warn!("{}", error::located(path, warning));
         }
         Ok(config)
+    }
+
+    /// [`Config::load`] without logging the warnings, for a caller that shows them itself.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        Config::read_with_env(path, &ProcessEnv)
+    }
+
+    /// [`Config::read`] with explicit environment lookups.
+    pub fn read_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        // The text may hold keys: wiped once parsed.
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::unreadable(path, format!("cannot read the configuration file: {e}"))
+        })?);
+        Config::from_str_with_env(&text, path, env)
+    }
+
+    /// Each warning as `FILE:LINE:COL: KEY: MESSAGE`, the way errors are printed.
+    pub fn warning_lines(&self) -> Vec<String> {
+        self.warnings
+            .iter()
+            .map(|w| error::located(&self.source, w))
+            .collect()
     }
 
     /// Validates configuration text; `path` names it in errors and anchors relative paths.
@@ -337,7 +359,7 @@ mod tests {
         });
         assert!(logs.contains("WARN"), "{logs}");
         assert!(logs.contains("group or others"), "{logs}");
-        assert!(logs.contains("mode=0640"), "{logs}");
+        assert!(logs.contains("(mode 0640)"), "{logs}");
         assert!(logs.contains(&path.display().to_string()), "{logs}");
         assert!(!logs.contains("SHOULD-NOT-APPEAR"), "{logs}");
     }

@@ -1,14 +1,20 @@
 //! The file as written: `deny_unknown_fields` structs whose leaves keep their byte spans, so
 //! validation can point at the exact key. Every field is optional here; [`super::validate`]
 //! decides what is required and fills in defaults.
+//!
+//! Inline keys and the callback token are read straight into [`Secret`]s, and the structs that
+//! hold them (and `RawConfig` around them) have no `Debug`, so no debug print of the file as
+//! written can show a key.
 
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
+use crate::secret::Secret;
+
 /// An optional leaf with its position.
 pub(crate) type Leaf<T> = Option<Spanned<T>>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub api: Leaf<RawApi>,
@@ -23,18 +29,20 @@ pub(crate) struct RawConfig {
     pub schedule: Vec<Spanned<RawSchedule>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
     pub endpoint: Leaf<String>,
     pub region: Leaf<String>,
-    pub access_key: Leaf<String>,
+    pub access_key: Leaf<Secret>,
     pub access_key_file: Leaf<String>,
-    pub secret_key: Leaf<String>,
+    pub secret_key: Leaf<Secret>,
     pub secret_key_file: Leaf<String>,
     pub timeout: Leaf<Value>,
     pub landing_margin: Leaf<Value>,
     pub max_rps: Leaf<Value>,
+    pub allow_insecure_endpoint: Leaf<bool>,
+    pub allow_insecure_key_files: Leaf<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,11 +76,11 @@ pub(crate) struct RawMetrics {
     pub listen: Leaf<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCallback {
     pub listen: Leaf<String>,
-    pub token: Leaf<String>,
+    pub token: Leaf<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]

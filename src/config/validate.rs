@@ -14,6 +14,7 @@ use super::credentials::{self, Env, KeySource};
 use super::error::{self, ConfigError, Positions, Problem};
 use super::raw::{Leaf, RawApi, RawConfig, RawDaemon, RawRetention, RawRetry};
 use super::*;
+use crate::livestation::client::is_loopback;
 use crate::livestation::{Credentials, Region};
 use crate::schedule::CronSchedule;
 use crate::secret::Secret;
@@ -36,8 +37,25 @@ pub(super) fn validate(text: &str, path: &Path, env: &dyn Env) -> Result<Config,
         positions: Positions::new(text),
         base: path.parent().filter(|p| !p.as_os_str().is_empty()),
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let api = v.api(raw.api.as_ref(), env);
+    if let Some(leaf) = raw
+        .api
+        .as_ref()
+        .and_then(|a| a.get_ref().secret_key.as_ref())
+    {
+        let message = match credentials::loose_mode(path) {
+            Some(mode) => format!(
+                "is inline in a file that group or others can access (mode {mode:04o}); \
+                 chmod 600 the file, or move the key to secret_key_file or a systemd credential"
+            ),
+            None => "is inline in the configuration file; prefer secret_key_file or a systemd \
+                     credential"
+                .to_string(),
+        };
+        v.warn(leaf.span(), "api.secret_key", message);
+    }
     let daemon = v.daemon(raw.daemon.as_ref().map(Spanned::get_ref));
     let retry = v.retry(raw.retry.as_ref().map(Spanned::get_ref));
     let retention = v.retention(raw.retention.as_ref().map(Spanned::get_ref));
@@ -71,6 +89,8 @@ pub(super) fn validate(text: &str, path: &Path, env: &dyn Env) -> Result<Config,
     let schedules = v.schedules(&raw.schedule, &channels, daemon.timezone);
 
     let mut problems = v.problems;
+    let mut warnings = v.warnings;
+    warnings.sort_by_key(|p| (p.line, p.column));
     if !problems.is_empty() {
         problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::new(path, problems));
@@ -86,6 +106,7 @@ pub(super) fn validate(text: &str, path: &Path, env: &dyn Env) -> Result<Config,
             channels,
             schedules,
             source: path.to_path_buf(),
+            warnings,
         }),
         // Unreachable in practice: a missing part of [api] always records a problem.
         None => Err(ConfigError::unreadable(
@@ -99,6 +120,8 @@ struct Validator<'a> {
     positions: Positions<'a>,
     base: Option<&'a Path>,
     problems: Vec<Problem>,
+    /// Allowed but risky settings, reported at load and by `lsrecd check`.
+    warnings: Vec<Problem>,
 }
 
 fn type_name(v: &Value) -> String {
@@ -117,6 +140,11 @@ impl Validator<'_> {
     fn fail(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
         let p = self.positions.problem(span, Some(key.to_string()), message);
         self.problems.push(p);
+    }
+
+    fn warn(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let p = self.positions.problem(span, Some(key.to_string()), message);
+        self.warnings.push(p);
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
@@ -227,7 +255,19 @@ impl Validator<'_> {
             return None;
         };
         match leaf.get_ref().trim().parse::<SocketAddr>() {
-            Ok(a) => Some(a),
+            Ok(a) => {
+                if !a.ip().is_loopback() {
+                    self.warn(
+                        leaf.span(),
+                        key,
+                        format!(
+                            "{a} accepts connections from other machines; bind 127.0.0.1 and \
+                             put a TLS reverse proxy or a firewall in front if they need it"
+                        ),
+                    );
+                }
+                Some(a)
+            }
             Err(_) => {
                 self.fail(
                     leaf.span(),
@@ -242,7 +282,7 @@ impl Validator<'_> {
         }
     }
 
-    fn token(&mut self, leaf: &Leaf<String>, table: Range<usize>) -> Option<Secret> {
+    fn token(&mut self, leaf: &Leaf<Secret>, table: Range<usize>) -> Option<Secret> {
         const KEY: &str = "callback.token";
         let Some(leaf) = leaf else {
             self.fail(
@@ -252,7 +292,7 @@ impl Validator<'_> {
             );
             return None;
         };
-        let token = leaf.get_ref().trim();
+        let token = leaf.get_ref().expose().trim();
         let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
         if !token.chars().all(allowed) {
             self.fail(
@@ -281,9 +321,19 @@ impl Validator<'_> {
         let raw = section.map_or(&default, Spanned::get_ref);
         let header = section.map(Spanned::span);
 
+        let allow_insecure_endpoint = raw
+            .allow_insecure_endpoint
+            .as_ref()
+            .is_some_and(|b| *b.get_ref());
+        let allow_insecure_key_files = raw
+            .allow_insecure_key_files
+            .as_ref()
+            .is_some_and(|b| *b.get_ref());
         let endpoint = match &raw.endpoint {
             None => DEFAULT_ENDPOINT.to_string(),
-            Some(leaf) => self.endpoint(leaf).unwrap_or_default(),
+            Some(leaf) => self
+                .endpoint(leaf, allow_insecure_endpoint)
+                .unwrap_or_default(),
         };
         let region = match &raw.region {
             None => Region::Kr,
@@ -338,6 +388,7 @@ impl Validator<'_> {
             "access_key",
             credentials::ACCESS_KEY_ENV,
             header.clone(),
+            allow_insecure_key_files,
             env,
         );
         let secret = self.key(
@@ -346,6 +397,7 @@ impl Validator<'_> {
             "secret_key",
             credentials::SECRET_KEY_ENV,
             header,
+            allow_insecure_key_files,
             env,
         );
         let ((access_key, access_key_source), (secret_key, secret_key_source)) = (access?, secret?);
@@ -364,7 +416,7 @@ impl Validator<'_> {
         })
     }
 
-    fn endpoint(&mut self, leaf: &Spanned<String>) -> Option<String> {
+    fn endpoint(&mut self, leaf: &Spanned<String>, allow_insecure: bool) -> Option<String> {
         const KEY: &str = "api.endpoint";
         let text = leaf.get_ref().trim().trim_end_matches('/');
         let problem = match reqwest::Url::parse(text) {
@@ -379,6 +431,26 @@ impl Validator<'_> {
             Ok(u) if u.query().is_some() || u.fragment().is_some() => {
                 Some(format!("{text:?} must not have a query or fragment"))
             }
+            // The access key and a signature valid for five minutes travel in every request.
+            Ok(u) if u.scheme() == "http" && !is_loopback(&u) => {
+                if allow_insecure {
+                    self.warn(
+                        leaf.span(),
+                        KEY,
+                        format!(
+                            "{text:?} sends the access key and request signatures in clear \
+                             text (allowed by api.allow_insecure_endpoint)"
+                        ),
+                    );
+                    None
+                } else {
+                    Some(format!(
+                        "{text:?} would send the access key and request signatures in clear \
+                         text: use https://, or http:// only to this machine (127.0.0.1, ::1, \
+                         localhost), or set api.allow_insecure_endpoint = true"
+                    ))
+                }
+            }
             Ok(_) => None,
         };
         match problem {
@@ -391,13 +463,15 @@ impl Validator<'_> {
     }
 
     /// One API key, by the precedence in [`super::credentials`].
+    #[allow(clippy::too_many_arguments)]
     fn key(
         &mut self,
-        inline: &Leaf<String>,
+        inline: &Leaf<Secret>,
         file: &Leaf<String>,
         name: &str,
         var: &'static str,
         header: Option<Range<usize>>,
+        allow_insecure_file: bool,
         env: &dyn Env,
     ) -> Option<(Secret, KeySource)> {
         let inline_key = format!("api.{name}");
@@ -412,7 +486,7 @@ impl Validator<'_> {
                 None
             }
             (Some(i), None) => {
-                let key = i.get_ref().trim();
+                let key = i.get_ref().expose().trim();
                 if key.is_empty() {
                     self.fail(i.span(), &inline_key, "must not be empty");
                     return None;
@@ -424,13 +498,27 @@ impl Validator<'_> {
                 let path = self.resolve(written);
                 match credentials::read_key_file(&path) {
                     Ok(secret) => {
-                        if name == "secret_key"
-                            && let Some(mode) = credentials::loose_mode(&path)
-                        {
-                            tracing::warn!(
-                                file = %path.display(),
-                                mode = format_args!("{mode:04o}"),
-                                "the secret key file can be accessed by group or others; chmod 600 it"
+                        if let Some(mode) = credentials::loose_mode(&path) {
+                            let shown = path.display();
+                            if !allow_insecure_file {
+                                self.fail(
+                                    f.span(),
+                                    &file_key,
+                                    format!(
+                                        "can be accessed by group or others (mode {mode:04o}): \
+                                         {shown}; chmod 600 it, or set \
+                                         api.allow_insecure_key_files = true"
+                                    ),
+                                );
+                                return None;
+                            }
+                            self.warn(
+                                f.span(),
+                                &file_key,
+                                format!(
+                                    "can be accessed by group or others (mode {mode:04o}, \
+                                     allowed by api.allow_insecure_key_files): {shown}"
+                                ),
                             );
                         }
                         Some((secret, KeySource::File(path)))

@@ -56,7 +56,11 @@
 //! | `pageSizeNo` absent | 20 (out of 1..=100 → 400 `250002 INVALID_FORMAT`) |
 //! | upload answer `uploadedRecords` | a map keyed by record id, like `recordList` |
 //!
-//! # HTTP control API (no authentication)
+//! # HTTP control API
+//!
+//! Open on loopback. With [`EmulatorOptions::control_token`] (which `lsrecd emulator` sets when
+//! it listens on an address other machines can reach) every request needs
+//! `Authorization: Bearer <token>`, else 401.
 //!
 //! | request | does |
 //! |---|---|
@@ -108,6 +112,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Shared {
     state: Mutex<state::State>,
     keys: gateway::Keys,
+    /// SHA-256 of the control API's bearer token, when it needs one.
+    control_token: Option<[u8; 32]>,
 }
 
 impl Shared {
@@ -141,6 +147,9 @@ impl Emulator {
                     access_key: opts.access_key,
                     secret_key: crate::secret::Secret::new(opts.secret_key),
                 },
+                control_token: opts
+                    .control_token
+                    .map(|t| control::token_digest(t.expose())),
             }),
         }
     }
@@ -239,7 +248,13 @@ impl RunningEmulator {
 
 fn router(app: App) -> Router {
     Router::new()
-        .nest("/_emulator", control::router())
+        .nest(
+            "/_emulator",
+            control::router().layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                control::authorize,
+            )),
+        )
         .fallback(api::handle)
         .layer(axum::middleware::map_response_with_state(
             app.clone(),

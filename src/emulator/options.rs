@@ -5,6 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
 use serde_json::{Value, json};
 
 /// Access key accepted when none is given.
@@ -24,6 +26,9 @@ pub struct EmulatorOptions {
     pub lifecycle: Lifecycle,
     /// Answers where the real API is undefined.
     pub behaviour: Behaviour,
+    /// When set, every `/_emulator/` request must carry `Authorization: Bearer <token>`.
+    /// `lsrecd emulator` sets one whenever it listens on an address other machines can reach.
+    pub control_token: Option<Secret>,
 }
 
 impl Default for EmulatorOptions {
@@ -33,6 +38,7 @@ impl Default for EmulatorOptions {
             secret_key: DEFAULT_SECRET_KEY.to_string(),
             lifecycle: Lifecycle::default(),
             behaviour: Behaviour::default(),
+            control_token: None,
         }
     }
 }
@@ -44,6 +50,7 @@ impl fmt::Debug for EmulatorOptions {
             .field("secret_key", &"***")
             .field("lifecycle", &self.lifecycle)
             .field("behaviour", &self.behaviour)
+            .field("control_token", &self.control_token)
             .finish()
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every call goes the same way:
 //!
-//! 1. wait for the shared client-side rate limit (`api.max_rps`, see `ratelimit.rs`);
+//! 1. wait for the shared client-side rate limit (`api.max_rps`, see `ratelimit.rs`), which a
+//!    `Retry-After` answer pushes back for every call (at most [`MAX_RETRY_AFTER`]);
 //! 2. build the request target once (region prefix, percent-encoded path segments, query
 //!    parameters in a fixed order), sign exactly that string with signature v2 and a timestamp
 //!    corrected by the clock-skew estimate (`skew.rs`), and send exactly that string;
@@ -84,6 +85,12 @@ pub struct Credentials {
 /// The largest response body read; a larger one is [`ApiError::Malformed`] (or, for an error
 /// status, classified without its body) instead of being buffered.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The longest wait a `Retry-After` header can impose. A larger value (or a date further away)
+/// counts as this long: a server that says "come back next year" must not park a stop retry
+/// past its window, or the whole client, for good. Five minutes is far beyond any throttle
+/// window the API gateway documents, so an honest server is always obeyed.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// `pageSizeNo` used by [`Client::list_channels`], the largest the API accepts.
 pub const CHANNEL_PAGE_SIZE: u32 = 100;
@@ -715,6 +722,15 @@ impl Client {
                 }
             }
         };
+        if let Err(ApiError::RateLimited {
+            retry_after: Some(wait),
+            ..
+        }) = &outcome
+        {
+            // The gateway throttles the account, not this one call: every call waits, so the
+            // next poll does not spend the wait hammering a gateway that asked for quiet.
+            inner.limiter.hold_off(*wait);
+        }
         let took = started.elapsed();
         observed.elapsed += took;
         let mut stats = self.lock_stats();
@@ -962,21 +978,34 @@ fn body_snippet(body: &[u8]) -> String {
     }
 }
 
-/// `Retry-After` as a duration from now: delay-seconds, or an HTTP date measured from the
-/// response's `Date` (else from the local clock). A date in the past means no wait.
+/// `Retry-After` as a duration from now, at most [`MAX_RETRY_AFTER`]: delay-seconds (digits,
+/// optionally with a fraction; a number too large for any clock is the cap, not an error), or an
+/// HTTP date measured from the response's `Date` (else from the local clock). A date in the past
+/// means no wait; anything else (a negative number, `inf`, words) is ignored.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = header_text(headers, header::RETRY_AFTER.as_str())?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    if let Ok(seconds) = value.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).ok();
-    }
-    let at = parse_http_date(value)?;
-    let now = header_text(headers, header::DATE.as_str())
-        .and_then(parse_http_date)
-        .unwrap_or_else(Utc::now);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    let wait = if is_delay_seconds(value) {
+        match value.parse::<f64>() {
+            // Duration::try_from_secs_f64 refuses what does not fit; that is "very long".
+            Ok(seconds) => Duration::try_from_secs_f64(seconds).unwrap_or(MAX_RETRY_AFTER),
+            Err(_) => return None,
+        }
+    } else {
+        let at = parse_http_date(value)?;
+        let now = header_text(headers, header::DATE.as_str())
+            .and_then(parse_http_date)
+            .unwrap_or_else(Utc::now);
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// Digits with at most one `.` among them: what a delay-seconds value can look like. Signs and
+/// exponents are left out on purpose, so `-5` and `1e999` are not numbers here.
+fn is_delay_seconds(value: &str) -> bool {
+    value.bytes().any(|b| b.is_ascii_digit())
+        && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && value.bytes().filter(|&b| b == b'.').count() <= 1
 }
 
 /// Parses an HTTP date: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) or the obsolete RFC 850
@@ -1052,13 +1081,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names this machine: `localhost`, `127.0.0.0/8`, `::1` (also as an IPv4-mapped
+/// IPv6 address). Traffic to such a host never leaves the machine.
+pub(crate) fn is_loopback(url: &Url) -> bool {
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// Makes ring the process's rustls provider (reqwest is built without one). Installing fails
@@ -1095,6 +1129,8 @@ mod tests {
         target: String,
         headers: HeaderMap,
         body: Vec<u8>,
+        /// When the request arrived.
+        at: std::time::Instant,
     }
 
     impl Received {
@@ -1184,6 +1220,7 @@ mod tests {
                 .unwrap_or_default(),
             headers: parts.headers,
             body,
+            at: std::time::Instant::now(),
         };
         let number = {
             let mut all = received.lock().expect("fake state");
@@ -1606,6 +1643,66 @@ mod tests {
                 message: "Found: moved elsewhere".into(),
             }
         );
+    }
+
+    #[tokio::test]
+    async fn retry_after_makes_every_following_call_wait_not_only_the_throttled_one() {
+        let fake = Fake::start(signed(|request, number| {
+            if number == 1 {
+                gateway_error(429, "420", "Rate Limited", "").with_header("retry-after", "1".into())
+            } else {
+                live_station(request, number)
+            }
+        }))
+        .await;
+        let client = client(&fake);
+
+        let throttled = client.start_record("ls-a").await;
+        let other = client.get_channel("ls-a").await;
+
+        assert!(matches!(throttled, Err(ApiError::RateLimited { .. })));
+        assert!(other.is_ok(), "{other:?}");
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 2);
+        let gap = requests[1].at - requests[0].at;
+        assert!(
+            gap >= Duration::from_secs(1),
+            "getChannel went out {gap:?} after the 429 with Retry-After: 1"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_read_without_overflow() {
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let capped = Some(MAX_RETRY_AFTER.as_secs());
+        let cases = [
+            ("300", Some(300)),
+            ("301", capped),
+            ("18446744073709551615", capped),
+            ("18446744073709551616", capped),
+            (&*"9".repeat(400), capped),
+            ("99999999999999999999.5", capped),
+            ("-5", None),
+            ("-18446744073709551616", None),
+            ("1e9", None),
+            ("inf", None),
+            ("NaN", None),
+            ("1.2.3", None),
+            (".", None),
+            ("", None),
+            ("Sun, 06 Nov 1994 08:54:37 GMT", Some(300)),
+            ("Sun, 06 Nov 1994 09:49:37 GMT", capped),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", capped),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(0)),
+        ];
+        for (value, seconds) in cases {
+            let h = headers(&[("date", date), ("retry-after", value)]);
+            assert_eq!(
+                retry_after(&h).map(|d| d.as_secs()),
+                seconds,
+                "Retry-After: {value}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub enum ApiError {
         reason: String,
         maybe_applied: bool,
     },
-    /// HTTP 429 (gateway codes 400/410/420). `retry_after` is a floor on the next attempt.
+    /// HTTP 429 (gateway codes 400/410/420). `retry_after` is a floor on the next attempt, at
+    /// most [`MAX_RETRY_AFTER`](super::client::MAX_RETRY_AFTER); the client also holds every
+    /// other call back for that long.
     #[error("rate limited (HTTP 429{}){}", code_suffix(.error_code), retry_suffix(*.retry_after))]
     RateLimited {
         retry_after: Option<Duration>,

@@ -455,7 +455,7 @@ fn kind(v: &Value) -> &'static str {
 
 fn lenient_u64_value(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(f64_to_u64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -463,15 +463,29 @@ fn lenient_u64_value(v: &Value) -> Option<u64> {
 
 fn lenient_i64_value(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(f64_to_i64)),
         Value::String(s) => {
             let s = s.trim();
             s.parse::<i64>()
                 .ok()
-                .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+                .or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
         }
         _ => None,
     }
+}
+
+/// A float that stands for a whole number, truncated; `None` when it is not a number or does
+/// not fit (`as` would quietly make NaN 0, -3 zero and 1e300 `u64::MAX`).
+fn f64_to_u64(f: f64) -> Option<u64> {
+    // 2^64: the first value that does not fit.
+    (f.is_finite() && (0.0..18_446_744_073_709_551_616.0).contains(&f)).then_some(f as u64)
+}
+
+/// As [`f64_to_u64`], for `i64`.
+fn f64_to_i64(f: f64) -> Option<i64> {
+    // -2^63 fits, 2^63 does not.
+    (f.is_finite() && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f))
+        .then_some(f as i64)
 }
 
 fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
@@ -646,6 +660,28 @@ mod tests {
         let b = &page.channels[1];
         assert_eq!(b.channel_status, ChannelStatus::Unknown(String::new()));
         assert!(!b.is_recording);
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_are_absent_rather_than_zero_or_the_maximum() {
+        let body = br#"{"content":{"recordList":{"1":{"channelId":"c",
+            "recordBeginTime":"NaN","createdTime":-1e300,"shouldDeleteTime":1e300,
+            "recordSeq":"1.5e3","duration":-2.5}}}}"#;
+        let record = &parse_records(body).expect("readable").records[0];
+        assert_eq!(record.record_begin_time, None);
+        assert_eq!(record.created_time, None);
+        assert_eq!(record.should_delete_time, None);
+        assert_eq!(record.record_seq, Some(1500));
+        assert_eq!(record.duration, Some(-2));
+
+        let total = |t: &str| {
+            parse_channel_page(format!(r#"{{"content":[],"total":{t}}}"#).as_bytes())
+                .expect("readable")
+                .total
+        };
+        assert_eq!(total("-3"), None);
+        assert_eq!(total("1e300"), None);
+        assert_eq!(total("12.0"), Some(12));
     }
 
     #[test]

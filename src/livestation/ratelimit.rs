@@ -2,7 +2,8 @@
 //!
 //! Requests are spaced at least `1 / max_rps` apart: each caller reserves the next free slot
 //! under a short lock and then sleeps until it with `tokio::time`, so waiting costs no CPU and
-//! tests can drive it with a paused clock.
+//! tests can drive it with a paused clock. A `Retry-After` answer pushes the next free slot back
+//! ([`RateLimiter::hold_off`]), so every caller waits, not only the one that was throttled.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,6 +47,18 @@ impl RateLimiter {
             *next = Some(slot + self.interval);
             slot
         }
+    }
+}
+
+impl RateLimiter {
+    /// Lets no request start within `wait` from now: the server asked the client (not just one
+    /// call) to back off. Slots already further away are kept.
+    pub(crate) fn hold_off(&self, wait: Duration) {
+        let Some(until) = Instant::now().checked_add(wait) else {
+            return;
+        };
+        let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+        *next = Some(next.map_or(until, |n| n.max(until)));
     }
 }
 
@@ -111,5 +124,39 @@ mod tests {
         limiter.acquire().await;
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_off_delays_every_caller_until_the_wait_is_over() {
+        let limiter = Arc::new(RateLimiter::new(100.0).expect("valid rate"));
+        limiter.acquire().await;
+        let start = Instant::now();
+        limiter.hold_off(Duration::from_secs(3));
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move {
+                    limiter.acquire().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        for t in tasks {
+            let at = t.await.expect("task completes") - start;
+            assert!(
+                at >= Duration::from_secs(3),
+                "started {at:?} after hold_off(3s)"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_hold_off_does_not_pull_a_later_slot_forward() {
+        let limiter = RateLimiter::new(100.0).expect("valid rate");
+        let start = Instant::now();
+        limiter.hold_off(Duration::from_secs(5));
+        limiter.hold_off(Duration::from_secs(1));
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 }

@@ -1,20 +1,32 @@
 //! `POST /callback/{token}`: Live Station event callbacks, turned into hints for the engine.
 //!
-//! Callbacks are unauthenticated by Live Station (ARCHITECTURE.md §10), so the only secret is
-//! the path token, and the content is never trusted: an accepted callback yields a [`Hint`]
-//! ("observe this channel now") and nothing else. Polling stays the source of truth, so a
-//! dropped, duplicated or forged callback costs at most one extra observation.
+//! Callbacks are unauthenticated by Live Station (ARCHITECTURE.md §10), so the only secret is the path token, and the
+//! content is never trusted: an accepted callback yields a [`Hint`] ("observe this channel
+//! now") and nothing else. Polling stays the source of truth, so a dropped, duplicated or
+//! forged callback costs at most one extra observation.
 //!
-//! Order of checks: rate limit, token (constant time, never logged; a wrong one answers 404 like
-//! any unknown path), body size, then lenient JSON parsing.
+//! Order of checks:
+//!
+//! 1. the token (constant time, never logged). A wrong one answers 404 like any unknown path,
+//!    counted as `bad_token`; wrong tokens have their own, smaller rate limit (beyond it 429),
+//!    so a flood of them never uses up what real callbacks are allowed;
+//! 2. the shared rate limit of authenticated callbacks (429, `rate_limited`);
+//! 3. the body: at most [`CallbackLimits::max_body_bytes`] (413), within
+//!    [`CallbackLimits::body_timeout`] (408);
+//! 4. lenient JSON parsing (400, `malformed`);
+//! 5. the channel: one not in the configuration is counted as `unknown_channel` and dropped
+//!    (202: the callback was fine, there is just nothing to do), so no hint for it reaches the
+//!    engine.
+//!
+//! The token and the channel list are [`CallbackSettings`], replaced as a whole on a
+//! configuration reload through [`CallbackControl`].
 
-use std::future::poll_fn;
-use std::pin::pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, HttpBody};
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,12 +37,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::metrics::{Metrics, callback_result};
+use crate::config::Config;
 use crate::secret::Secret;
 
 /// "Observe this channel now", from a callback. The engine must not act on it beyond that.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hint {
-    /// The `channelId` the callback named (checked for shape only, not for existence).
+    /// The `channelId` the callback named: a configured channel.
     pub channel_id: String,
     /// The event code (`PUBLISH_START`, `ONAIR_END`, …), empty when the body had none.
     pub event: String,
@@ -41,10 +54,16 @@ pub struct Hint {
 pub struct CallbackLimits {
     /// Largest accepted body; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Sustained requests per second (token bucket refill rate); beyond it, 429.
+    /// Sustained callbacks per second with the right token (token bucket refill rate); beyond
+    /// it, 429.
     pub per_second: f64,
-    /// Requests allowed in a burst (token bucket size).
+    /// Callbacks with the right token allowed in a burst (token bucket size).
     pub burst: f64,
+    /// Sustained requests per second with a wrong token; beyond it they get 429 instead of 404.
+    /// Separate from (and smaller than) `per_second`, which they never touch.
+    pub bad_token_per_second: f64,
+    /// Requests with a wrong token allowed in a burst.
+    pub bad_token_burst: f64,
     /// How long a client may take to send its body; slower ones get 408.
     pub body_timeout: Duration,
 }
@@ -55,6 +74,8 @@ impl Default for CallbackLimits {
             max_body_bytes: 64 * 1024,
             per_second: 20.0,
             burst: 40.0,
+            bad_token_per_second: 2.0,
+            bad_token_burst: 10.0,
             body_timeout: Duration::from_secs(10),
         }
     }
@@ -65,44 +86,127 @@ const MAX_CHANNEL_ID_LEN: usize = 128;
 /// Longest event code accepted.
 const MAX_EVENT_LEN: usize = 64;
 
+/// What callbacks are checked against: the token and the configured channels.
+#[derive(Clone, Debug)]
+pub struct CallbackSettings {
+    /// The path segment of `POST /callback/{token}`.
+    pub token: Secret,
+    /// Channel ids hints may name; callbacks for any other channel are dropped.
+    pub channels: HashSet<String>,
+}
+
+impl CallbackSettings {
+    /// The settings of `config`, or `None` when it has no `[callback]`.
+    pub fn from_config(config: &Config) -> Option<CallbackSettings> {
+        let callback = config.callback.as_ref()?;
+        Some(CallbackSettings {
+            token: callback.token.clone(),
+            channels: config.channels.iter().map(|c| c.id.clone()).collect(),
+        })
+    }
+}
+
+/// The settings in force, shared by the route and its [`CallbackControl`]; `None` once
+/// callbacks are disabled by a reload.
+type Shared = Arc<RwLock<Option<Arc<Accepting>>>>;
+
+/// Replaces the settings of a running callback route (a configuration reload). It holds the
+/// settings only, not the route: the hint queue closes when the route is gone, whoever still
+/// holds a control.
+#[derive(Clone)]
+pub struct CallbackControl {
+    accepting: Shared,
+}
+
+impl CallbackControl {
+    /// From now on callbacks are checked against `settings`: the old token stops working at
+    /// once.
+    pub fn update(&self, settings: CallbackSettings) {
+        *self.write() = Some(Arc::new(Accepting::from(settings)));
+    }
+
+    /// Refuses every callback from now on (the configuration no longer has `[callback]`; the
+    /// listener itself closes at the next restart).
+    pub fn disable(&self) {
+        *self.write() = None;
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Arc<Accepting>>> {
+        // The guarded value is replaced whole, so a panicked writer cannot leave half of it.
+        self.accepting
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The callback route with [`CallbackLimits::default`].
-pub fn callback_router(token: Secret, tx: mpsc::Sender<Hint>, metrics: Metrics) -> Router {
-    callback_router_with_limits(token, tx, metrics, CallbackLimits::default())
+pub fn callback_router(
+    settings: CallbackSettings,
+    tx: mpsc::Sender<Hint>,
+    metrics: Metrics,
+) -> (Router, CallbackControl) {
+    callback_router_with_limits(settings, tx, metrics, CallbackLimits::default())
 }
 
 /// The callback route: `POST /callback/{token}`. Each accepted callback sends one [`Hint`] on
-/// `tx` without waiting; when the queue is full the hint is dropped and counted.
+/// `tx` without waiting; when the queue is full the hint is dropped and counted. The
+/// [`CallbackControl`] replaces the settings later.
 pub fn callback_router_with_limits(
-    token: Secret,
+    settings: CallbackSettings,
     tx: mpsc::Sender<Hint>,
     metrics: Metrics,
     limits: CallbackLimits,
-) -> Router {
+) -> (Router, CallbackControl) {
+    let now = Instant::now();
+    let accepting: Shared = Arc::new(RwLock::new(Some(Arc::new(Accepting::from(settings)))));
     let state = Arc::new(CallbackState {
-        token_digest: digest(token.expose()),
+        accepting: accepting.clone(),
         tx,
         metrics,
         limits,
-        bucket: Mutex::new(TokenBucket::full(limits.burst, Instant::now())),
+        bucket: Mutex::new(TokenBucket::full(limits.burst, now)),
+        bad_token_bucket: Mutex::new(TokenBucket::full(limits.bad_token_burst, now)),
     });
-    Router::new()
+    let router = Router::new()
         .route("/callback/{token}", post(receive))
-        .with_state(state)
+        .with_state(state);
+    (router, CallbackControl { accepting })
 }
 
-struct CallbackState {
+/// The settings in the form they are checked in.
+struct Accepting {
     /// SHA-256 of the token: comparing digests takes the same time whatever the candidate's
     /// length or content, and the token itself is not kept.
     token_digest: [u8; 32],
+    channels: HashSet<String>,
+}
+
+impl From<CallbackSettings> for Accepting {
+    fn from(settings: CallbackSettings) -> Self {
+        Accepting {
+            token_digest: digest(settings.token.expose()),
+            channels: settings.channels,
+        }
+    }
+}
+
+struct CallbackState {
+    accepting: Shared,
     tx: mpsc::Sender<Hint>,
     metrics: Metrics,
     limits: CallbackLimits,
     bucket: Mutex<TokenBucket>,
+    bad_token_bucket: Mutex<TokenBucket>,
 }
 
 impl CallbackState {
-    fn token_matches(&self, candidate: &str) -> bool {
-        constant_time_eq(&digest(candidate), &self.token_digest)
+    /// The settings in force, if callbacks are accepted at all.
+    fn accepting(&self) -> Option<Arc<Accepting>> {
+        // The guarded value is replaced whole, so a panicked writer cannot leave half of it.
+        self.accepting
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn admit(&self) -> bool {
@@ -110,9 +214,28 @@ impl CallbackState {
         bucket.try_take(Instant::now(), self.limits.per_second, self.limits.burst)
     }
 
+    fn admit_bad_token(&self) -> bool {
+        let mut bucket = self
+            .bad_token_bucket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let limits = &self.limits;
+        bucket.try_take(
+            Instant::now(),
+            limits.bad_token_per_second,
+            limits.bad_token_burst,
+        )
+    }
+
     fn reject(&self, result: &str, status: StatusCode) -> StatusCode {
         self.metrics.callback(result);
         status
+    }
+}
+
+impl Accepting {
+    fn token_matches(&self, candidate: &str) -> bool {
+        constant_time_eq(&digest(candidate), &self.token_digest)
     }
 }
 
@@ -123,13 +246,21 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> StatusCode {
-    if !state.admit() {
-        return state.reject(callback_result::RATE_LIMITED, StatusCode::TOO_MANY_REQUESTS);
-    }
-    let token_ok = token.is_ok_and(|Path(token)| state.token_matches(&token));
-    if !token_ok {
+    let accepting = state.accepting();
+    let authenticated = match (&accepting, &token) {
+        (Some(accepting), Ok(Path(token))) => accepting.token_matches(token),
+        _ => false,
+    };
+    let Some(accepting) = accepting.filter(|_| authenticated) else {
+        // Counted as bad_token either way; past their own budget they are told to slow down.
+        if !state.admit_bad_token() {
+            return state.reject(callback_result::BAD_TOKEN, StatusCode::TOO_MANY_REQUESTS);
+        }
         tracing::debug!("callback with an unknown token rejected");
         return state.reject(callback_result::BAD_TOKEN, StatusCode::NOT_FOUND);
+    };
+    if !state.admit() {
+        return state.reject(callback_result::RATE_LIMITED, StatusCode::TOO_MANY_REQUESTS);
     }
 
     let limit = state.limits.max_body_bytes;
@@ -138,15 +269,17 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        // Answered before reading any of it.
         return state.reject(callback_result::TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let bytes = match tokio::time::timeout(state.limits.body_timeout, read_body(body, limit)).await
-    {
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(state.limits.body_timeout, read).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(BodyError::TooLarge)) => {
-            return state.reject(callback_result::TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE);
-        }
-        Ok(Err(BodyError::Read(e))) => {
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                return state.reject(callback_result::TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE);
+            }
             tracing::debug!(error = %e, "callback body could not be read");
             return state.reject(callback_result::MALFORMED, StatusCode::BAD_REQUEST);
         }
@@ -164,6 +297,17 @@ async fn receive(
             return state.reject(callback_result::MALFORMED, StatusCode::BAD_REQUEST);
         }
     };
+    if !accepting.channels.contains(&event.hint.channel_id) {
+        // Live Station may send every channel of the account to one URL; only configured ones
+        // are lsrecd's business, and an unknown id must cost the engine nothing.
+        tracing::debug!(
+            channel_id = %event.hint.channel_id,
+            event = %event.hint.event,
+            "callback for a channel that is not configured ignored"
+        );
+        state.metrics.callback(callback_result::UNKNOWN_CHANNEL);
+        return StatusCode::ACCEPTED;
+    }
     tracing::debug!(
         channel_id = %event.hint.channel_id,
         event = %event.hint.event,
@@ -186,27 +330,6 @@ async fn receive(
             state.reject(callback_result::DROPPED, StatusCode::SERVICE_UNAVAILABLE)
         }
     }
-}
-
-enum BodyError {
-    TooLarge,
-    Read(axum::Error),
-}
-
-/// Reads at most `limit` bytes of body, stopping as soon as more arrive.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut body = pin!(body);
-    let mut bytes = Vec::new();
-    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let frame = frame.map_err(BodyError::Read)?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                return Err(BodyError::TooLarge);
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
 }
 
 /// A parsed callback: the hint plus the fields only worth logging.
@@ -370,19 +493,15 @@ mod tests {
 
     #[test]
     fn only_the_exact_token_matches() {
-        let (tx, _rx) = mpsc::channel(1);
-        let state = CallbackState {
-            token_digest: digest("s3cret-token"),
-            tx,
-            metrics: Metrics::new(),
-            limits: CallbackLimits::default(),
-            bucket: Mutex::new(TokenBucket::full(1.0, Instant::now())),
-        };
+        let accepting = Accepting::from(CallbackSettings {
+            token: Secret::new("s3cret-token"),
+            channels: HashSet::new(),
+        });
 
-        assert!(state.token_matches("s3cret-token"));
-        assert!(!state.token_matches("s3cret-toke"));
-        assert!(!state.token_matches("s3cret-token "));
-        assert!(!state.token_matches(""));
+        assert!(accepting.token_matches("s3cret-token"));
+        assert!(!accepting.token_matches("s3cret-toke"));
+        assert!(!accepting.token_matches("s3cret-token "));
+        assert!(!accepting.token_matches(""));
     }
 
     #[test]

@@ -1,21 +1,48 @@
-//! The HTTP side of the daemon: one axum server for the optional `[metrics] listen` and
+//! The HTTP side of the daemon: one server for the optional `[metrics] listen` and
 //! `[callback] listen` addresses, which may be the same address (routes merged) or two.
 //!
 //! Metrics routes: `GET /metrics`, `GET /healthz` (200 while the process serves), `GET /readyz`
 //! (200 or 503 from [`Readiness`]). The callback route lives in [`super::callback`].
+//!
+//! # Connections
+//!
+//! Each listener serves HTTP/1.1 with hyper directly (axum's own server has no knobs for the
+//! following) and holds every connection to [`ListenerLimits`]:
+//!
+//! - a cap on open connections: past it, a new connection is closed as soon as it is accepted,
+//!   so slow or idle clients can never use up the file descriptors the API client and the
+//!   database share;
+//! - a header-read timeout that runs from the moment a connection opens or its previous answer
+//!   was sent: a client that trickles its request head (slowloris) or keeps an idle keep-alive
+//!   connection open is cut off after it;
+//! - at most so many requests per connection (the last answer says `Connection: close`) and a
+//!   maximum connection age, so no connection lives forever;
+//! - a bound on the size of a request head.
+//!
+//! Bodies are the callback route's business (size limit and body timeout, see
+//! [`super::callback::CallbackLimits`]). On shutdown the listener closes at once, connections
+//! finish their current request, and whatever is still open after [`SHUTDOWN_GRACE`] is cut.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
 
 use super::metrics::{self, Metrics};
 use super::readiness::Readiness;
@@ -23,6 +50,66 @@ use super::readiness::Readiness;
 /// How long [`serve`] lets in-flight requests finish after shutdown is requested, so the daemon
 /// stays within its 10 s exit budget even with a slow client.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Largest buffer a connection reads into: a request head plus what a pipelining client sends
+/// ahead of it.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
+/// How long the accept loop pauses after an accept error other than a connection's own (for
+/// example, the process is out of file descriptors), instead of spinning on it.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What one listener allows its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Connections served at once; a connection beyond it is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long a connection may take to send a complete request head, from the moment it
+    /// opens or its previous answer was sent; also the idle timeout of keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Requests served on one connection; the last answer carries `Connection: close`.
+    pub max_requests_per_connection: u32,
+    /// After this long a connection is closed once its current request is answered (and cut
+    /// [`SHUTDOWN_GRACE`] later if that does not happen).
+    pub max_connection_age: Duration,
+    /// Largest request line plus headers; larger ones get 431.
+    pub max_header_bytes: usize,
+}
+
+/// [`ListenerLimits::max_connections`] when the file-descriptor limit allows it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 100,
+            max_connection_age: Duration::from_secs(10 * 60),
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl ListenerLimits {
+    /// The defaults, with at most a quarter of the process's file-descriptor limit
+    /// (`RLIMIT_NOFILE`, soft) per listener: with two listeners full, half of the descriptors
+    /// are still there for the API client, the database and the journal. The systemd unit sets
+    /// `LimitNOFILE=16384`, which allows the full [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn for_this_process() -> ListenerLimits {
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        ListenerLimits::for_fd_limit(soft)
+    }
+
+    /// The defaults for a process whose soft `RLIMIT_NOFILE` is `soft` (`None`: unlimited).
+    pub fn for_fd_limit(soft: Option<u64>) -> ListenerLimits {
+        let budget = soft.map_or(usize::MAX, |n| usize::try_from(n / 4).unwrap_or(usize::MAX));
+        ListenerLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS.min(budget).max(1),
+            ..ListenerLimits::default()
+        }
+    }
+}
 
 /// `GET /metrics`, `GET /healthz` and `GET /readyz`.
 pub fn metrics_router(metrics: Metrics, readiness: Readiness) -> Router {
@@ -54,32 +141,185 @@ pub fn group_by_address(
     grouped
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// for at most [`SHUTDOWN_GRACE`] and returns.
+/// [`serve_with_limits`] with [`ListenerLimits::default`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    let addr = listener.local_addr()?;
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        // An error means the sender is gone, which also means stop.
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tracing::info!(%addr, "HTTP listener started");
+    serve_with_limits(listener, router, ListenerLimits::default(), shutdown).await
+}
 
-    tokio::select! {
-        result = &mut server => return result,
-        () = shutdown => {}
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish for at most [`SHUTDOWN_GRACE`] and returns.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(MAX_READ_BUFFER.max(limits.max_header_bytes))
+        .keep_alive(true);
+    let http = Arc::new(http);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut refused = Refusals::default();
+    tokio::pin!(shutdown);
+    tracing::info!(%addr, max_connections = limits.max_connections, "HTTP listener started");
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let connection = Connection {
+                            http: http.clone(),
+                            router: router.clone(),
+                            limits,
+                            stop: stop_rx.clone(),
+                            _permit: permit,
+                        };
+                        connections.spawn(connection.serve(stream));
+                    }
+                    Err(_) => {
+                        // Dropping the stream closes it now: the client learns at once, and the
+                        // process holds no descriptor for it.
+                        drop(stream);
+                        refused.note(addr, limits.max_connections);
+                    }
+                },
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot accept connections");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+            // Finished connections are reaped as they go, so the set stays as small as the
+            // number of open connections.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
+
+    drop(listener);
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(result) => result,
-        Err(_elapsed) => {
-            tracing::warn!(%addr, grace = ?SHUTDOWN_GRACE, "HTTP connections still open at shutdown; closing");
-            Ok(())
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(%addr, grace = ?SHUTDOWN_GRACE, "HTTP connections still open at shutdown; closing");
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// Accept errors that concern one connection only (it was reset before it was accepted).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Warns about connections closed at the cap, at most once a minute per listener.
+#[derive(Default)]
+struct Refusals {
+    since_warning: u64,
+    warned_at: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, addr: SocketAddr, cap: usize) {
+        self.since_warning += 1;
+        let due = self
+            .warned_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
+        if due {
+            tracing::warn!(
+                %addr,
+                max_connections = cap,
+                refused = self.since_warning,
+                "HTTP connection limit reached; new connections are closed at once"
+            );
+            self.warned_at = Some(Instant::now());
+            self.since_warning = 0;
+        }
+    }
+}
+
+/// One accepted connection and what it needs; the permit holds its place under the cap.
+struct Connection {
+    http: Arc<hyper::server::conn::http1::Builder>,
+    router: Router,
+    limits: ListenerLimits,
+    stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let served = Arc::new(AtomicU32::new(0));
+        let (router, max_requests) = (self.router, self.limits.max_requests_per_connection);
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let number = served.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            let call = router.clone().oneshot(request);
+            async move {
+                let mut response = call
+                    .await
+                    .unwrap_or_else(|never: Infallible| match never {});
+                if number >= max_requests {
+                    // hyper closes the connection after an answer that says so.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = self.http.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut stop = self.stop;
+        let stopped = async move {
+            // A dropped sender also means stop.
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopped);
+        let deadline = tokio::time::sleep(self.limits.max_connection_age);
+        tokio::pin!(deadline);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        // Timeouts, resets and malformed requests: the client's business.
+                        tracing::debug!(error = %e, "HTTP connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut stopped, if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut deadline => {
+                    if closing {
+                        // Too old and still not done with its last request: cut.
+                        return;
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    deadline.as_mut().reset(Instant::now() + SHUTDOWN_GRACE);
+                }
+            }
         }
     }
 }
@@ -103,4 +343,19 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, String) {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, format!("{state}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_listener_gets_at_most_a_quarter_of_the_descriptor_limit() {
+        let cap = |soft| ListenerLimits::for_fd_limit(soft).max_connections;
+        assert_eq!(cap(Some(1024)), 256, "a shell's usual soft limit");
+        assert_eq!(cap(Some(16384)), 4096, "the unit's LimitNOFILE");
+        assert_eq!(cap(Some(1 << 20)), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(cap(None), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(cap(Some(0)), 1);
+    }
 }

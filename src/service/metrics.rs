@@ -54,15 +54,18 @@ pub mod callback_result {
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The hint queue was full or closed; the hint was dropped (polling still covers it).
     pub const DROPPED: &str = "dropped";
+    /// The callback named a channel that is not in the configuration; it was dropped.
+    pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
 
     /// Every result, in rendering order.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         ACCEPTED,
         BAD_TOKEN,
         MALFORMED,
         TOO_LARGE,
         RATE_LIMITED,
         DROPPED,
+        UNKNOWN_CHANNEL,
     ];
 }
 

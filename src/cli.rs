@@ -76,6 +76,10 @@ pub struct CheckArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check everything but the API keys: read no key file, environment variable or systemd
+    /// credential (for a machine without the keys, e.g. a configuration repository's CI).
+    #[arg(long)]
+    pub no_credentials: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,11 +10,24 @@ use crate::logging::LogFormat;
 /// Default configuration path when neither `--config` nor `LSRECD_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/lsrecd/config.toml";
 
+/// `lsrecd --help` and the DESCRIPTION of the manual page.
+const LONG_ABOUT: &str = "\
+Recording orchestration daemon for NAVER Cloud Live Station.
+
+Run by systemd as `lsrecd run`, it polls the configured channels through the signed Live Station \
+API, starts recordings on cron schedules or whenever a channel goes live, stops them when their \
+window ends, follows every record until Live Station is done with it, and keeps all of it in a \
+SQLite database that operators query directly. It never starts a recording twice.
+
+Recordings run in Live Station, not in lsrecd: stopping or restarting the daemon does not stop \
+them, and a restarted daemon reconciles with what Live Station reports.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "lsrecd",
     version,
-    about = "Recording orchestration daemon for NAVER Cloud Live Station"
+    about = "Recording orchestration daemon for NAVER Cloud Live Station",
+    long_about = LONG_ABOUT
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -63,6 +76,25 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Run the emulator and the daemon together with a sample configuration; no account needed.
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write every page to a directory.
+    Manpage(ManpageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// Write lsrecd.1 and one lsrecd-SUBCOMMAND.1 per subcommand here instead of printing
+    /// lsrecd.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -180,5 +212,7 @@ async fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Stop(a) => commands::manual::stop(g, a).await,
         Command::Emulator(a) => commands::emulator::run(g, a).await,
         Command::Demo(a) => commands::demo::run(g, a).await,
+        Command::Completions(a) => commands::docs::completions(a),
+        Command::Manpage(a) => commands::docs::manpage(a),
     }
 }

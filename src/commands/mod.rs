@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod docs;
 pub mod emulator;
 pub mod manual;
 pub mod report;

@@ -119,6 +119,9 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show times in UTC instead of daemon.timezone.
+    #[arg(long)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +135,9 @@ pub struct RecordsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show times in UTC instead of daemon.timezone.
+    #[arg(long)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +179,17 @@ pub struct DemoArgs {
     /// Stop after this long (e.g. "30s", "5m"); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// daemon.timezone of the sample configuration (IANA name); default: this machine's zone.
+    #[arg(long, value_parser = parse_timezone)]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Show times in UTC instead of the configuration's zone.
+    #[arg(long)]
+    pub utc: bool,
+}
+
+fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse()
+        .map_err(|_| format!("{name:?} is not an IANA time zone name such as Asia/Seoul"))
 }
 
 /// Runs the parsed command line and returns the process exit code.

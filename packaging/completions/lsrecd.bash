@@ -163,13 +163,17 @@ _lsrecd() {
             return 0
             ;;
         lsrecd__subcmd__demo)
-            opts="-v -q -h --duration --config --log-format --verbose --quiet --help"
+            opts="-v -q -h --duration --timezone --utc --config --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timezone)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -437,7 +441,7 @@ _lsrecd() {
             return 0
             ;;
         lsrecd__subcmd__records)
-            opts="-v -q -h --channel --status --json --config --log-format --verbose --quiet --help"
+            opts="-v -q -h --channel --status --json --utc --config --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -511,7 +515,7 @@ _lsrecd() {
             return 0
             ;;
         lsrecd__subcmd__status)
-            opts="-v -q -h --json --config --log-format --verbose --quiet --help"
+            opts="-v -q -h --json --utc --config --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

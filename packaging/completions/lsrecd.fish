@@ -62,6 +62,7 @@ complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -l config -d 'Conf
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -l json -d 'Print JSON'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -l utc -d 'Show times in UTC instead of daemon.timezone'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -s v -l verbose -d 'More log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -s q -l quiet -d 'Less log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand status" -s h -l help -d 'Print help'
@@ -71,6 +72,7 @@ complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -l config -d 'Con
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -l json -d 'Print JSON'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -l utc -d 'Show times in UTC instead of daemon.timezone'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -s v -l verbose -d 'More log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -s q -l quiet -d 'Less log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand records" -s h -l help -d 'Print help'
@@ -101,9 +103,11 @@ complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s v -l verbose 
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s q -l quiet -d 'Less log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s h -l help -d 'Print help'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l duration -d 'Stop after this long (e.g. "30s", "5m"); default: until Ctrl-C' -r
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l timezone -d 'daemon.timezone of the sample configuration (IANA name); default: this machine\'s zone' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l config -d 'Configuration file' -r -F
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l utc -d 'Show times in UTC instead of the configuration\'s zone'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -s v -l verbose -d 'More log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -s q -l quiet -d 'Less log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -s h -l help -d 'Print help'

@@ -256,3 +256,36 @@ fn no_credentials_still_rejects_an_invalid_configuration_with_exit_78() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_packaged_configuration_passes_check_as_installed_and_with_its_examples_uncommented() {
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml");
+    let out = check(&packaged, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["schedules"], serde_json::json!([]));
+    let out = check_without_keys(&packaged, &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+
+    // The commented [[channel]] and [[schedule]] examples are valid once uncommented.
+    let text = std::fs::read_to_string(&packaged).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let edited = dir.path().join("config.toml");
+    std::fs::write(&edited, uncommented).unwrap();
+    let out = check(&edited, &["--json", "--from", "2026-11-26T12:00:00+09:00"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["schedules"][0]["name"], "morning-news");
+    assert_eq!(
+        value["schedules"][0]["next"][0],
+        "2026-11-27T09:00:00+09:00"
+    );
+}

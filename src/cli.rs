@@ -10,11 +10,24 @@ use crate::logging::LogFormat;
 /// Default configuration path when neither `--config` nor `LSRECD_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/lsrecd/config.toml";
 
+/// `lsrecd --help` and the DESCRIPTION of the manual page.
+const LONG_ABOUT: &str = "\
+Recording orchestration daemon for NAVER Cloud Live Station.
+
+Run by systemd as `lsrecd run`, it polls the configured channels through the signed Live Station \
+API, starts recordings on cron schedules or whenever a channel goes live, stops them when their \
+window ends, follows every record until Live Station is done with it, and keeps all of it in a \
+SQLite database that operators query directly. It never starts a recording twice.
+
+Recordings run in Live Station, not in lsrecd: stopping or restarting the daemon does not stop \
+them, and a restarted daemon reconciles with what Live Station reports.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "lsrecd",
     version,
-    about = "Recording orchestration daemon for NAVER Cloud Live Station"
+    about = "Recording orchestration daemon for NAVER Cloud Live Station",
+    long_about = LONG_ABOUT
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -63,6 +76,25 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Run the emulator and the daemon together with a sample configuration; no account needed.
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write every page to a directory.
+    Manpage(ManpageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// Write lsrecd.1 and one lsrecd-SUBCOMMAND.1 per subcommand here instead of printing
+    /// lsrecd.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +108,10 @@ pub struct CheckArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check everything but the API keys: read no key file, environment variable or systemd
+    /// credential (for a machine without the keys, e.g. a configuration repository's CI).
+    #[arg(long)]
+    pub no_credentials: bool,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +119,9 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show times in UTC instead of daemon.timezone.
+    #[arg(long)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +135,9 @@ pub struct RecordsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show times in UTC instead of daemon.timezone.
+    #[arg(long)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +183,17 @@ pub struct DemoArgs {
     /// Stop after this long (e.g. "30s", "5m"); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// daemon.timezone of the sample configuration (IANA name); default: this machine's zone.
+    #[arg(long, value_parser = parse_timezone)]
+    pub timezone: Option<chrono_tz::Tz>,
+    /// Show times in UTC instead of the configuration's zone.
+    #[arg(long)]
+    pub utc: bool,
+}
+
+fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse()
+        .map_err(|_| format!("{name:?} is not an IANA time zone name such as Asia/Seoul"))
 }
 
 /// Runs the parsed command line and returns the process exit code. `startup_warning` is what
@@ -184,5 +237,7 @@ async fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Stop(a) => commands::manual::stop(g, a).await,
         Command::Emulator(a) => commands::emulator::run(g, a).await,
         Command::Demo(a) => commands::demo::run(g, a).await,
+        Command::Completions(a) => commands::docs::completions(a),
+        Command::Manpage(a) => commands::docs::manpage(a),
     }
 }

@@ -226,3 +226,92 @@ fn the_shipped_example_passes_check() {
         serde_json::json!(["2026-11-27T09:00:00+09:00"])
     );
 }
+
+/// `lsrecd check --no-credentials ARGS` with no key anywhere in its environment.
+fn check_without_keys(config: &Path, args: &[&str]) -> Output {
+    lsrecd_command()
+        .arg("--config")
+        .arg(config)
+        .args(["check", "--no-credentials"])
+        .args(args)
+        .output()
+        .expect("the lsrecd binary runs")
+}
+
+#[test]
+fn no_credentials_checks_syntax_and_schedules_without_any_key() {
+    let out = check_without_keys(
+        &fixture("two-zones.toml"),
+        &["--next", "1", "--from", "2026-03-06T12:00:00+09:00"],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("keys not checked (--no-credentials)"),
+        "{text}"
+    );
+    assert!(text.contains("2026-03-09T09:00:00+09:00"), "{text}");
+
+    // A key file named in the file but absent on this machine is not read either.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[api]\naccess_key_file = \"/etc/lsrecd/absent-access\"\nsecret_key_file = \"absent-secret\"\n",
+    )
+    .unwrap();
+    let out = check_without_keys(&config, &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    // Without the flag the same file fails on the missing key file: the unit's ExecStartPre.
+    let out = check(&config, &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("api.access_key_file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn no_credentials_still_rejects_an_invalid_configuration_with_exit_78() {
+    let out = check_without_keys(&fixture("invalid-reference.toml"), &[]);
+    assert_eq!(out.status.code(), Some(78), "stdout: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("schedule[0].channel"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_packaged_configuration_passes_check_as_installed_and_with_its_examples_uncommented() {
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/config.toml");
+    let out = check(&packaged, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["schedules"], serde_json::json!([]));
+    let out = check_without_keys(&packaged, &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+
+    // The commented [[channel]] and [[schedule]] examples are valid once uncommented.
+    let text = std::fs::read_to_string(&packaged).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let edited = dir.path().join("config.toml");
+    std::fs::write(&edited, uncommented).unwrap();
+    let out = check(&edited, &["--json", "--from", "2026-11-26T12:00:00+09:00"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["schedules"][0]["name"], "morning-news");
+    assert_eq!(
+        value["schedules"][0]["next"][0],
+        "2026-11-27T09:00:00+09:00"
+    );
+}

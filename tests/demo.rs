@@ -30,7 +30,7 @@ async fn a_timed_demo_records_a_live_channel_and_leaves_a_database_to_query() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let mut command = lsrecd_command();
     command
-        .args(["demo", "--duration", DURATION])
+        .args(["demo", "--duration", DURATION, "--timezone", "Asia/Seoul"])
         .env("TMPDIR", tmp.path());
     let mut demo = Process::start("lsrecd demo", command);
 
@@ -86,4 +86,58 @@ async fn a_timed_demo_records_a_live_channel_and_leaves_a_database_to_query() {
     );
     let rows = String::from_utf8_lossy(&shown.stdout).lines().count();
     assert_eq!(rows.to_string(), *records, "{look} printed {rows} rows");
+
+    // Times are in the configured zone, named; should_delete_time also as a date.
+    assert!(stdout.contains("times shown in Asia/Seoul"), "{stdout}");
+    let started = stdout
+        .lines()
+        .find(|l| l.contains("recording started"))
+        .unwrap_or_default();
+    assert!(started.contains(" KST "), "{started}");
+    let deletions: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("should_delete_time=").map(|(_, v)| v))
+        .collect();
+    assert_eq!(deletions.len().to_string(), *records, "{stdout}");
+    for d in deletions {
+        let (raw, date) = d
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("no date in {d:?}"));
+        let ms: i64 = raw
+            .parse()
+            .unwrap_or_else(|_| panic!("{raw:?} is not a number"));
+        let expected = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .with_timezone(&chrono_tz::Tz::Asia__Seoul)
+            .format("(%Y-%m-%d %H:%M:%S KST)")
+            .to_string();
+        assert_eq!(date, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_times_are_in_utc_with_the_flag() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let mut command = lsrecd_command();
+    command
+        .args([
+            "demo",
+            "--duration",
+            "1s",
+            "--timezone",
+            "Asia/Seoul",
+            "--utc",
+        ])
+        .env("TMPDIR", tmp.path());
+    let mut demo = Process::start("lsrecd demo", command);
+    let exit = demo.wait_exit(LIMIT).await;
+    let stdout = demo.stdout();
+    assert_eq!(
+        exit.ok().and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        demo.stderr()
+    );
+    assert!(stdout.contains("times shown in UTC"), "{stdout}");
+    assert!(!stdout.contains("KST"), "{stdout}");
 }

@@ -237,6 +237,69 @@ async fn the_database_path_is_read_from_the_configuration_file() {
     assert_eq!(record_ids(&v).len(), 3);
 }
 
+/// `ms` as the text reports print it in `zone`, computed here independently of lsrecd.
+fn shown(ms: i64, zone: chrono_tz::Tz) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+#[tokio::test]
+async fn text_reports_show_times_in_the_daemon_timezone_named_or_in_utc_with_the_flag() {
+    let s = sample().await;
+    let config = s.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ndatabase = {:?}\ntimezone = \"Asia/Seoul\"\n",
+            s.db.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let reports = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lsrecd"));
+        c.arg("--config").arg(&config).env_remove("LSRECD_DATABASE");
+        ok_stdout(&run(c, args))
+    };
+    let v: Value = serde_json::from_str(&reports(&["records", "--json"])).unwrap();
+    let live = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["record_id"] == REC_LIVE)
+        .expect("the live record");
+    let begin = live["record_begin_time"].as_i64().expect("a begin time");
+
+    let seoul = shown(begin, chrono_tz::Tz::Asia__Seoul);
+    assert!(seoul.ends_with(" KST"), "{seoul}");
+    let text = reports(&["records", "--channel", "studio-a"]);
+    assert!(text.contains(&seoul), "{seoul:?} not in:\n{text}");
+    let status = reports(&["status"]);
+    let first = status.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("lsrecd status at ") && first.ends_with(" KST (Asia/Seoul)"),
+        "{status}"
+    );
+    assert!(status.contains(&seoul), "{seoul:?} not in:\n{status}");
+
+    let utc = shown(begin, chrono_tz::Tz::UTC);
+    assert!(utc.ends_with(" UTC"), "{utc}");
+    let text = reports(&["records", "--channel", "studio-a", "--utc"]);
+    assert!(text.contains(&utc) && !text.contains("KST"), "{text}");
+    let status = reports(&["status", "--utc"]);
+    assert!(
+        status
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with(" UTC (UTC)"),
+        "{status}"
+    );
+    assert!(status.contains(&utc) && !status.contains("KST"), "{status}");
+}
+
 #[tokio::test]
 async fn a_missing_database_is_a_clear_error_with_exit_status_1_and_is_not_created() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,8 @@
-//! `lsrecd check [--next N] [--from TIME] [--json]`: validate the configuration and print the
-//! next fire times of every schedule in its own time zone.
+//! `lsrecd check [--next N] [--from TIME] [--json] [--no-credentials]`: validate the
+//! configuration and print the next fire times of every schedule in its own time zone.
+//!
+//! Without `--no-credentials` both API keys must be found (the unit's `ExecStartPre` relies on
+//! that); with it, everything else is checked and no key is looked for.
 //!
 //! Allowed but risky settings (see [`Config::warnings`]) are listed as `warning:` lines (and in
 //! `warnings` of the JSON form); they do not change the exit code.
@@ -13,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, GlobalArgs};
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::exit::{self, CommandError};
 
 /// What `check --json` prints.
@@ -53,7 +56,12 @@ pub async fn run(g: &GlobalArgs, a: CheckArgs) -> Result<(), CommandError> {
         None => Utc::now(),
     };
     // Warnings are part of the report here, not log lines.
-    let config = Config::read(&g.config).map_err(|e| CommandError::config(e.to_string()))?;
+    let loaded = if a.no_credentials {
+        Config::read_without_keys(&g.config)
+    } else {
+        Config::read(&g.config)
+    };
+    let config = loaded.map_err(|e| CommandError::config(e.to_string()))?;
     let report = report(&config, from, a.next);
     if a.json {
         let json = serde_json::to_string_pretty(&report)
@@ -123,13 +131,17 @@ pub fn render_text(config: &Config, report: &CheckReport, from: DateTime<Utc>) -
         config.schedules.len(),
         plural(config.schedules.len()),
     );
+    let keys = match (&config.api.access_key_source, &config.api.secret_key_source) {
+        (KeySource::NotChecked, KeySource::NotChecked) => {
+            "keys not checked (--no-credentials)".to_string()
+        }
+        (access, secret) => format!("access key from {access}, secret key from {secret}"),
+    };
     let _ = writeln!(
         out,
-        "API: {} region {}; access key from {}, secret key from {}",
+        "API: {} region {}; {keys}",
         config.api.endpoint,
         config.api.region.code(),
-        config.api.access_key_source,
-        config.api.secret_key_source,
     );
     for warning in &report.warnings {
         let _ = writeln!(out, "warning: {warning}");

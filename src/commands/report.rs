@@ -1,14 +1,19 @@
 //! `lsrecd status` and `lsrecd records`: what the database says, for a person or a script.
 //!
 //! Both open the database read-only, so they work while the daemon runs and for a user who may
-//! only read the file. The JSON shapes (`--json`) are documented in `docs/database.md`.
+//! only read the file. Of the configuration they read only `[daemon]` `database` and `timezone`,
+//! so they need no keys. Times are shown in `daemon.timezone` with the zone's abbreviation
+//! (`2026-11-28 15:33:29 KST`), or in UTC with `--utc`. The JSON shapes (`--json`) are documented
+//! in `docs/database.md`; JSON times are Unix milliseconds whatever the zone.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::format_time;
 use crate::cli::{GlobalArgs, RecordsArgs, StatusArgs};
 use crate::config::DEFAULT_DATABASE;
 use crate::exit::{CommandError, FAILURE};
@@ -22,7 +27,7 @@ pub const JSON_FORMAT: u32 = 1;
 
 /// `lsrecd status`.
 pub async fn status(g: &GlobalArgs, a: StatusArgs) -> Result<(), CommandError> {
-    let store = open(g).await?;
+    let (store, zone) = open(g, a.utc).await?;
     let report = store.status_report(now_ms()).await;
     store.close().await;
     let report = report.map_err(store_error)?;
@@ -32,14 +37,14 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> Result<(), CommandError> {
             report: &report,
         })
     } else {
-        print!("{}", render_status(&report));
+        print!("{}", render_status(&report, zone));
         Ok(())
     }
 }
 
 /// `lsrecd records`.
 pub async fn records(g: &GlobalArgs, a: RecordsArgs) -> Result<(), CommandError> {
-    let store = open(g).await?;
+    let (store, zone) = open(g, a.utc).await?;
     let result = list_records(&store, &a).await;
     store.close().await;
     let (rows, labels) = result.map_err(store_error)?;
@@ -49,7 +54,7 @@ pub async fn records(g: &GlobalArgs, a: RecordsArgs) -> Result<(), CommandError>
             records: &rows,
         })
     } else {
-        print!("{}", render_records(&rows, &labels));
+        print!("{}", render_records(&rows, &labels, zone));
         Ok(())
     }
 }
@@ -102,10 +107,12 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// Finds the database and opens it read-only.
-async fn open(g: &GlobalArgs) -> Result<Store, CommandError> {
-    let located = locate_database(&g.config, std::env::var_os(DATABASE_ENV).map(PathBuf::from))?;
-    Store::open_read_only(&located.path)
+/// Finds the database and opens it read-only; returns it with the zone to show times in.
+async fn open(g: &GlobalArgs, utc: bool) -> Result<(Store, Tz), CommandError> {
+    let settings = settings(&g.config, std::env::var_os(DATABASE_ENV).map(PathBuf::from))?;
+    let zone = if utc { Tz::UTC } else { settings.timezone };
+    let located = settings.database;
+    let store = Store::open_read_only(&located.path)
         .await
         .map_err(|e| match e {
             StoreError::Missing { .. } => {
@@ -115,7 +122,8 @@ async fn open(g: &GlobalArgs) -> Result<Store, CommandError> {
                 FAILURE,
                 format!("{} ({}): {other}", located.path.display(), located.origin),
             ),
-        })
+        })?;
+    Ok((store, zone))
 }
 
 fn store_error(e: StoreError) -> CommandError {
@@ -129,70 +137,108 @@ struct Located {
     origin: String,
 }
 
-/// `LSRECD_DATABASE`, else `[daemon].database` of the configuration file, else the default.
+/// What the report commands take from the configuration file.
+#[derive(Debug, PartialEq, Eq)]
+struct Settings {
+    database: Located,
+    /// `daemon.timezone`, else UTC.
+    timezone: Tz,
+}
+
+/// The database: `LSRECD_DATABASE`, else `[daemon].database` of the configuration file, else
+/// the default; the zone: `[daemon].timezone`, else UTC.
 ///
-/// Only that one key is read, so this works with any configuration the daemon accepts. An
-/// unreadable configuration falls back to the default path, and the error message says so.
-fn locate_database(config: &Path, env: Option<PathBuf>) -> Result<Located, CommandError> {
-    if let Some(path) = env.filter(|p| !p.as_os_str().is_empty()) {
-        return Ok(Located {
-            path,
-            origin: format!("from {DATABASE_ENV}"),
-        });
-    }
+/// Only those two keys are read, so this works with any configuration the daemon accepts, keys
+/// or not. An unreadable configuration means the default path and UTC, and the error message
+/// about a missing database says so.
+fn settings(config: &Path, env: Option<PathBuf>) -> Result<Settings, CommandError> {
+    let env = env.filter(|p| !p.as_os_str().is_empty());
     let text = match std::fs::read_to_string(config) {
         Ok(text) => text,
         Err(e) => {
-            return Ok(Located {
-                path: PathBuf::from(DEFAULT_DATABASE),
-                origin: format!(
-                    "the default path, as the configuration {} could not be read ({e}); \
-                     set {DATABASE_ENV} to choose the database",
-                    config.display()
-                ),
+            let database = match env {
+                Some(path) => from_env(path),
+                None => Located {
+                    path: PathBuf::from(DEFAULT_DATABASE),
+                    origin: format!(
+                        "the default path, as the configuration {} could not be read ({e}); \
+                         set {DATABASE_ENV} to choose the database",
+                        config.display()
+                    ),
+                },
+            };
+            return Ok(Settings {
+                database,
+                timezone: Tz::UTC,
             });
         }
     };
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| CommandError::config(format!("{}: {e}", config.display())))?;
-    let configured = table
-        .get("daemon")
-        .and_then(|d| d.get("database"))
-        .map(|v| {
-            // Relative to the configuration file, as the daemon reads it.
-            v.as_str()
-                .map(|p| config.parent().unwrap_or(Path::new(".")).join(p))
-                .ok_or_else(|| {
+    let table: toml::Table = match (toml::from_str(&text), env.clone()) {
+        (Ok(table), _) => table,
+        // The database is named by the environment: show the report, in UTC.
+        (Err(_), Some(path)) => {
+            return Ok(Settings {
+                database: from_env(path),
+                timezone: Tz::UTC,
+            });
+        }
+        (Err(e), None) => {
+            return Err(CommandError::config(format!("{}: {e}", config.display())));
+        }
+    };
+    let daemon = table.get("daemon");
+    let string = |key: &str, what: &str| {
+        daemon
+            .and_then(|d| d.get(key))
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
                     CommandError::config(format!(
-                        "{}: daemon.database must be a string (a file path)",
+                        "{}: daemon.{key} must be a string ({what})",
                         config.display()
                     ))
                 })
-        })
-        .transpose()?;
-    Ok(match configured {
-        Some(path) => Located {
-            path,
-            origin: format!("daemon.database in {}", config.display()),
-        },
-        None => Located {
-            path: PathBuf::from(DEFAULT_DATABASE),
-            origin: format!(
-                "the default path (no daemon.database in {})",
+            })
+            .transpose()
+    };
+    let timezone = match string("timezone", "an IANA time zone name")? {
+        None => Tz::UTC,
+        Some(name) => name.parse::<Tz>().map_err(|_| {
+            CommandError::config(format!(
+                "{}: daemon.timezone {name:?} is not an IANA time zone name such as \"Asia/Seoul\"",
                 config.display()
-            ),
+            ))
+        })?,
+    };
+    let database = match env {
+        Some(path) => from_env(path),
+        // Relative to the configuration file, as the daemon reads it.
+        None => match string("database", "a file path")? {
+            Some(p) => Located {
+                path: config.parent().unwrap_or(Path::new(".")).join(p),
+                origin: format!("daemon.database in {}", config.display()),
+            },
+            None => Located {
+                path: PathBuf::from(DEFAULT_DATABASE),
+                origin: format!(
+                    "the default path (no daemon.database in {})",
+                    config.display()
+                ),
+            },
         },
-    })
+    };
+    Ok(Settings { database, timezone })
 }
 
-fn utc(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| ms.to_string())
+fn from_env(path: PathBuf) -> Located {
+    Located {
+        path,
+        origin: format!("from {DATABASE_ENV}"),
+    }
 }
 
-fn opt_utc(ms: Option<i64>) -> String {
-    ms.map(utc).unwrap_or_else(|| "-".into())
+fn opt_time(ms: Option<i64>, zone: Tz) -> String {
+    ms.map(|t| format_time(t, zone))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn ago(now: i64, then: i64) -> String {
@@ -257,16 +303,18 @@ fn section(out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<String
     }
 }
 
-fn render_status(r: &StatusReport) -> String {
+fn render_status(r: &StatusReport, zone: Tz) -> String {
     let now = r.generated_at;
+    let at = |ms: i64| format_time(ms, zone);
+    let opt_at = |ms: Option<i64>| opt_time(ms, zone);
     let mut out = String::new();
-    let _ = writeln!(out, "lsrecd status at {}", utc(now));
+    let _ = writeln!(out, "lsrecd status at {} ({zone})", at(now));
     match r.last_poll_at {
         Some(t) => {
             let _ = writeln!(
                 out,
                 "last poll {} ({}), {} channels seen",
-                utc(t),
+                at(t),
                 ago(now, t),
                 r.channels_seen.unwrap_or(0)
             );
@@ -287,14 +335,14 @@ fn render_status(r: &StatusReport) -> String {
                 note.push("immediateOnAir".to_string());
             }
             if let Some(m) = c.missing_since {
-                note.push(format!("MISSING from the API since {}", utc(m)));
+                note.push(format!("MISSING from the API since {}", at(m)));
             }
             vec![
                 c.channel_id.clone(),
                 text(&c.label),
                 text(&c.channel_status),
                 if c.is_recording { "yes" } else { "no" }.into(),
-                opt_utc(c.observed_at),
+                opt_at(c.observed_at),
                 note.join(", "),
             ]
         })
@@ -314,7 +362,7 @@ fn render_status(r: &StatusReport) -> String {
                 a.record_id.to_string(),
                 a.label.clone().unwrap_or_else(|| a.channel_id.clone()),
                 a.record_type.clone(),
-                opt_utc(a.record_begin_time),
+                opt_at(a.record_begin_time),
                 a.running_minutes
                     .map(|m| m.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -347,9 +395,9 @@ fn render_status(r: &StatusReport) -> String {
             vec![
                 o.schedule.clone(),
                 o.channel_id.clone(),
-                utc(o.fire_time),
+                at(o.fire_time),
                 o.window_end
-                    .map(utc)
+                    .map(at)
                     .unwrap_or_else(|| "until offline".into()),
                 o.state.to_string(),
                 text(&o.detail),
@@ -374,7 +422,7 @@ fn render_status(r: &StatusReport) -> String {
         let claims = r
             .manual_claims
             .iter()
-            .map(|c| vec![c.channel_id.clone(), utc(c.requested_at)])
+            .map(|c| vec![c.channel_id.clone(), at(c.requested_at)])
             .collect();
         section(&mut out, "MANUAL CLAIMS", &["CHANNEL", "SINCE"], claims);
     }
@@ -384,7 +432,7 @@ fn render_status(r: &StatusReport) -> String {
         .iter()
         .map(|f| {
             vec![
-                utc(f.at),
+                at(f.at),
                 f.source.clone(),
                 text(&f.channel_id),
                 f.what.clone(),
@@ -408,7 +456,7 @@ fn render_status(r: &StatusReport) -> String {
                 e.label.clone().unwrap_or_else(|| e.channel_id.clone()),
                 e.record_type.clone(),
                 e.status.clone(),
-                utc(e.should_delete_time),
+                at(e.should_delete_time),
                 format!("{:.1}", e.hours_left),
                 if e.upload_requested_at.is_some() {
                     "requested"
@@ -439,7 +487,8 @@ fn render_status(r: &StatusReport) -> String {
     out
 }
 
-fn render_records(rows: &[RecordRow], labels: &[(String, String)]) -> String {
+fn render_records(rows: &[RecordRow], labels: &[(String, String)], zone: Tz) -> String {
+    let opt_at = |ms: Option<i64>| opt_time(ms, zone);
     if rows.is_empty() {
         return "no records\n".into();
     }
@@ -458,7 +507,7 @@ fn render_records(rows: &[RecordRow], labels: &[(String, String)]) -> String {
                 label(&r.channel_id),
                 r.record_type.clone(),
                 r.status.clone(),
-                opt_utc(r.record_begin_time),
+                opt_at(r.record_begin_time),
                 r.duration
                     .map(|d| {
                         humantime::format_duration(std::time::Duration::from_secs(
@@ -467,7 +516,7 @@ fn render_records(rows: &[RecordRow], labels: &[(String, String)]) -> String {
                         .to_string()
                     })
                     .unwrap_or_else(|| "-".into()),
-                opt_utc(r.should_delete_time),
+                opt_at(r.should_delete_time),
                 if r.object_storage_url.is_some() {
                     "yes"
                 } else {
@@ -508,7 +557,7 @@ mod tests {
     fn the_environment_variable_wins_over_the_configuration() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(dir.path(), "[daemon]\ndatabase = \"/srv/a.db\"\n");
-        let l = locate_database(&cfg, Some("/tmp/b.db".into())).unwrap();
+        let l = settings(&cfg, Some("/tmp/b.db".into())).unwrap().database;
         assert_eq!(l.path, PathBuf::from("/tmp/b.db"));
     }
 
@@ -519,7 +568,7 @@ mod tests {
             dir.path(),
             "[api]\nregion = \"KR\"\n[daemon]\ndatabase = \"/srv/a.db\"\npoll_interval = \"10s\"\n",
         );
-        let l = locate_database(&cfg, None).unwrap();
+        let l = settings(&cfg, None).unwrap().database;
         assert_eq!(l.path, PathBuf::from("/srv/a.db"));
     }
 
@@ -527,7 +576,7 @@ mod tests {
     fn a_relative_database_path_is_relative_to_the_configuration_file_like_the_daemons() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(dir.path(), "[daemon]\ndatabase = \"state/x.db\"\n");
-        let l = locate_database(&cfg, None).unwrap();
+        let l = settings(&cfg, None).unwrap().database;
         assert_eq!(l.path, dir.path().join("state/x.db"));
     }
 
@@ -535,14 +584,16 @@ mod tests {
     fn a_configuration_without_the_key_means_the_default_path() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(dir.path(), "[daemon]\ntimezone = \"Asia/Seoul\"\n");
-        let l = locate_database(&cfg, None).unwrap();
+        let l = settings(&cfg, None).unwrap().database;
         assert_eq!(l.path, PathBuf::from(DEFAULT_DATABASE));
     }
 
     #[test]
     fn an_unreadable_configuration_falls_back_to_the_default_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
-        let l = locate_database(&dir.path().join("absent.toml"), None).unwrap();
+        let s = settings(&dir.path().join("absent.toml"), None).unwrap();
+        assert_eq!(s.timezone, Tz::UTC);
+        let l = s.database;
         assert_eq!(l.path, PathBuf::from(DEFAULT_DATABASE));
         assert!(l.origin.contains("absent.toml"), "{}", l.origin);
         assert!(l.origin.contains(DATABASE_ENV), "{}", l.origin);
@@ -552,11 +603,28 @@ mod tests {
     fn invalid_toml_is_a_configuration_error() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(dir.path(), "[daemon\n");
-        let e = locate_database(&cfg, None).unwrap_err();
+        let e = settings(&cfg, None).unwrap_err();
         assert_eq!(e.code, crate::exit::CONFIG);
-        let e = locate_database(&write(dir.path(), "[daemon]\ndatabase = 3\n"), None).unwrap_err();
+        // With the database named by the environment the report still runs, in UTC.
+        let s = settings(&cfg, Some("/tmp/b.db".into())).unwrap();
+        assert_eq!(s.database.path, PathBuf::from("/tmp/b.db"));
+        assert_eq!(s.timezone, Tz::UTC);
+        let e = settings(&write(dir.path(), "[daemon]\ndatabase = 3\n"), None).unwrap_err();
         assert_eq!(e.code, crate::exit::CONFIG);
         assert!(e.message.contains("daemon.database"), "{}", e.message);
+    }
+
+    #[test]
+    fn times_are_shown_in_the_daemon_timezone_else_utc() {
+        let dir = tempfile::tempdir().unwrap();
+        let seoul = write(dir.path(), "[daemon]\ntimezone = \"Asia/Seoul\"\n");
+        assert_eq!(settings(&seoul, None).unwrap().timezone, Tz::Asia__Seoul);
+        let none = write(dir.path(), "[api]\nregion = \"KR\"\n");
+        assert_eq!(settings(&none, None).unwrap().timezone, Tz::UTC);
+        let bad = write(dir.path(), "[daemon]\ntimezone = \"Mars/Olympus\"\n");
+        let e = settings(&bad, None).unwrap_err();
+        assert_eq!(e.code, crate::exit::CONFIG);
+        assert!(e.message.contains("daemon.timezone"), "{}", e.message);
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub enum KeySource {
     Env(&'static str),
     /// From a systemd credential file.
     Credential(PathBuf),
+    /// Not looked for: the configuration was loaded with [`super::Keys::NotChecked`].
+    NotChecked,
 }
 
 impl fmt::Display for KeySource {
@@ -95,6 +97,7 @@ impl fmt::Display for KeySource {
             KeySource::File(p) => write!(f, "{}", p.display()),
             KeySource::Env(name) => write!(f, "${name}"),
             KeySource::Credential(p) => write!(f, "systemd credential {}", p.display()),
+            KeySource::NotChecked => f.write_str("nowhere (keys not checked)"),
         }
     }
 }

@@ -45,6 +45,9 @@
 //!   warning.
 //!
 //! Warnings are [`Config::warnings`]: logged by [`Config::load`], listed by `lsrecd check`.
+//! - [`Config::read_without_keys`] applies every rule except finding the keys: key files, the
+//!   environment and systemd credentials are not read (for checking a configuration on a machine
+//!   that has no keys, such as the CI of a configuration repository).
 
 pub mod credentials;
 pub mod error;
@@ -90,6 +93,17 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(24 * 3600);
 /// Default `schedule.catch_up`.
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(5 * 60);
+
+/// Whether loading a configuration finds and reads the API keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keys {
+    /// Both keys must be found and readable (what the daemon and the API commands need).
+    #[default]
+    Required,
+    /// Only how the keys are written in the file is checked; no key file, environment variable
+    /// or credential is read, and the loaded credentials are empty.
+    NotChecked,
+}
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -248,11 +262,24 @@ impl Config {
 
     /// [`Config::read`] with explicit environment lookups.
     pub fn read_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-        // The text may hold keys: wiped once parsed.
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::unreadable(path, format!("cannot read the configuration file: {e}"))
-        })?);
+        let text = Config::read_text(path)?;
         Config::from_str_with_env(&text, path, env)
+    }
+
+    /// [`Config::read`] without looking for the API keys ([`Keys::NotChecked`]): key files, the
+    /// environment and systemd credentials are not read, and the credentials are empty. For
+    /// reporting on a configuration, never for calling the API.
+    pub fn read_without_keys(path: &Path) -> Result<Config, ConfigError> {
+        let text = Config::read_text(path)?;
+        Config::from_str_without_keys(&text, path)
+    }
+
+    /// The file's text, wiped when dropped (it may hold keys).
+    fn read_text(path: &Path) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::unreadable(path, format!("cannot read the configuration file: {e}"))
+        })?;
+        Ok(zeroize::Zeroizing::new(text))
     }
 
     /// Each warning as `FILE:LINE:COL: KEY: MESSAGE`, the way errors are printed.
@@ -275,7 +302,13 @@ impl Config {
         path: &Path,
         env: &dyn Env,
     ) -> Result<Config, ConfigError> {
-        validate::validate(text, path, env)
+        validate::validate(text, path, env, Keys::Required)
+    }
+
+    /// [`Config::from_str`] with [`Keys::NotChecked`]: the text alone decides.
+    pub fn from_str_without_keys(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let no_env: [(&str, &str); 0] = [];
+        validate::validate(text, path, &no_env, Keys::NotChecked)
     }
 
     /// The channel with this id, else the one with this label.
@@ -386,5 +419,35 @@ mod tests {
             Config::load_with_env(&path, &env).unwrap();
         });
         assert!(logs.is_empty(), "{logs}");
+    }
+
+    #[test]
+    fn without_keys_no_key_is_needed_and_no_key_file_is_read() {
+        let path = Path::new("/nonexistent/lsrecd/config.toml");
+        let c = Config::from_str_without_keys("", path).unwrap();
+        assert_eq!(c.api.access_key_source, KeySource::NotChecked);
+        assert_eq!(c.api.secret_key_source, KeySource::NotChecked);
+        assert_eq!(c.api.credentials.secret_key.expose(), "");
+
+        let files = "[api]\naccess_key_file = \"absent/access_key\"\nsecret_key_file = \"/absent/secret_key\"\n";
+        let c = Config::from_str_without_keys(files, path).unwrap();
+        assert_eq!(c.api.secret_key_source, KeySource::NotChecked);
+        // The same file with keys required names the unreadable file.
+        let e = Config::from_str_with_env(files, path, &[("", ""); 0]).unwrap_err();
+        assert!(e.to_string().contains("/absent/secret_key"), "{e}");
+    }
+
+    #[test]
+    fn without_keys_the_rest_of_the_file_is_still_checked() {
+        let path = Path::new("/etc/lsrecd/config.toml");
+        let both = "[api]\nsecret_key = \"x\"\nsecret_key_file = \"k\"\n";
+        let e = Config::from_str_without_keys(both, path).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let empty_file_name = "[api]\nsecret_key_file = \" \"\n";
+        let e = Config::from_str_without_keys(empty_file_name, path).unwrap_err();
+        assert!(e.to_string().contains("api.secret_key_file"), "{e}");
+        let bad_cron = "[[channel]]\nid = \"a\"\n[[schedule]]\nname = \"n\"\nchannel = \"a\"\ncron = \"0 25 * * *\"\n";
+        let e = Config::from_str_without_keys(bad_cron, path).unwrap_err();
+        assert!(e.to_string().contains("schedule[0].cron"), "{e}");
     }
 }

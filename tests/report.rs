@@ -104,6 +104,13 @@ async fn status_json_describes_channels_recordings_occurrences_failures_and_expi
 
     assert_eq!(v["manual_claims"].as_array().unwrap().len(), 1);
 
+    let outages = v["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1);
+    assert_eq!(outages[0]["channel_id"], STUDIO_B);
+    assert_eq!(outages[0]["operation"], "startRecord");
+    assert_eq!(outages[0]["trigger"], "manual");
+    assert_eq!(outages[0]["attempts"], 3);
+
     let failures = v["recent_failures"].as_array().unwrap();
     let sources: Vec<&str> = failures
         .iter()
@@ -134,6 +141,9 @@ async fn status_prints_every_section_as_a_table() {
         "lsrecd (schedule:morning-news)",
         "OCCURRENCES (not final) (1)",
         "MANUAL CLAIMS (1)",
+        "SHOULD BE RECORDING, IS NOT (1)",
+        "5 min ago",
+        "HTTP 503 Endpoint Error",
         "RECENT FAILURES (7 days) (3)",
         "stopRecord FAILED",
         "EXPIRING, NOT UPLOADED (within 24 h) (1)",

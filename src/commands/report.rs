@@ -17,7 +17,7 @@ use super::format_time;
 use crate::cli::{GlobalArgs, RecordsArgs, StatusArgs};
 use crate::config::DEFAULT_DATABASE;
 use crate::exit::{CommandError, FAILURE};
-use crate::store::{RecordFilter, RecordRow, StatusReport, Store, StoreError};
+use crate::store::{Mutation, RecordFilter, RecordRow, StatusReport, Store, StoreError};
 
 /// Environment variable that overrides `[daemon].database`.
 pub const DATABASE_ENV: &str = "LSRECD_DATABASE";
@@ -425,6 +425,35 @@ fn render_status(r: &StatusReport, zone: Tz) -> String {
             .map(|c| vec![c.channel_id.clone(), at(c.requested_at)])
             .collect();
         section(&mut out, "MANUAL CLAIMS", &["CHANNEL", "SINCE"], claims);
+    }
+
+    for (operation, title) in [
+        (Mutation::StartRecord, "SHOULD BE RECORDING, IS NOT"),
+        (Mutation::StopRecord, "SHOULD HAVE STOPPED, HAS NOT"),
+    ] {
+        let rows: Vec<Vec<String>> = r
+            .outages
+            .iter()
+            .filter(|o| o.operation == operation)
+            .map(|o| {
+                vec![
+                    o.channel_id.clone(),
+                    o.trigger.to_string(),
+                    at(o.since),
+                    ago(now, o.since),
+                    o.attempts.to_string(),
+                    text(&o.last_error),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            section(
+                &mut out,
+                title,
+                &["CHANNEL", "TRIGGER", "SINCE", "FOR", "SENT", "LAST ERROR"],
+                rows,
+            );
+        }
     }
 
     let failures = r

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::state::keys;
+use super::outages::OutageRow;
 use super::{ChannelRow, ManualClaimRow, OccurrenceRow, Store, StoreError};
 
 /// How far back "recent" failures go (7 days, as in the `recent_failures` view).
@@ -30,6 +31,9 @@ pub struct StatusReport {
     /// Occurrences not yet final (PENDING, ARMED, RECORDING), by fire time.
     pub occurrences: Vec<OccurrenceRow>,
     pub manual_claims: Vec<ManualClaimRow>,
+    /// Starts (claims that should be recording and are not) and stops that keep failing, the
+    /// oldest first.
+    pub outages: Vec<OutageRow>,
     /// Failures of the last 7 days, newest first.
     pub recent_failures: Vec<FailureRow>,
     /// Records not uploaded whose deletion is due within the warning, soonest first.
@@ -133,6 +137,7 @@ impl Store {
             active_recordings: active,
             occurrences: self.open_occurrences().await?,
             manual_claims: self.active_manual_claims().await?,
+            outages: self.open_outages().await?,
             recent_failures,
             expiring_records: expiring,
         })

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use lsrecd::livestation::{Channel, Record};
 use lsrecd::store::{
-    ActionOutcome, ActionState, EventKind, Mutation, NewAction, NewEvent, NewOccurrence,
+    ActionOutcome, ActionState, EventKind, Mutation, NewAction, NewEvent, NewOccurrence, NewOutage,
     OccurrenceReason, OccurrenceState, Store, Trigger, keys,
 };
 use serde_json::json;
@@ -269,5 +269,18 @@ pub async fn sample_database(path: &Path, now: i64) -> Store {
         .add_manual_claim(STUDIO_B, now - 5 * MINUTE)
         .await
         .expect("manual claim");
+    // The manual claim has not been served: three starts failed since it began.
+    store
+        .open_outage(&NewOutage {
+            channel_id: STUDIO_B.into(),
+            operation: Mutation::StartRecord,
+            trigger: Trigger::Manual,
+            since: now - 5 * MINUTE,
+            attempts: 3,
+            first_error: "HTTP 503 Endpoint Error".into(),
+            now: now - 4 * MINUTE,
+        })
+        .await
+        .expect("open outage");
     store
 }

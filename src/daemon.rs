@@ -78,9 +78,17 @@ pub fn client_for(config: &Config) -> Result<Client, DaemonError> {
 /// Opens (creating and migrating) the database of `config`.
 pub async fn open_store(config: &Config) -> Result<Store, DaemonError> {
     let path = config.daemon.database.clone();
-    Store::open(&path)
+    let store = Store::open(&path)
         .await
-        .map_err(|source| DaemonError::Store { path, source })
+        .map_err(|source| DaemonError::Store {
+            path: path.clone(),
+            source,
+        })?;
+    store
+        .limit_size(config.daemon.max_database_size)
+        .await
+        .map_err(|source| DaemonError::Store { path, source })?;
+    Ok(store)
 }
 
 /// Where a reload comes from: SIGHUP re-reads `path`.
@@ -113,6 +121,7 @@ pub async fn run(
             source,
         })?;
     let metrics = Metrics::new();
+    metrics.set_database_available(true);
     let notifier = Arc::new(notifier);
     let keepalive = Keepalive::new(notifier.clone());
     let client = observed_client(&config, &metrics, &keepalive)?;
@@ -153,10 +162,16 @@ pub async fn run(
     let startup = async {
         let mut delay = config.retry.initial_backoff;
         loop {
-            if engine.reconcile(now_ms()).await? {
-                return Ok::<(), DaemonError>(());
+            match engine.reconcile(now_ms()).await {
+                Ok(true) => return Ok::<(), DaemonError>(()),
+                Ok(false) => notifier.status("waiting for the Live Station API"),
+                // Not fatal: the database can come back (a lock released, space freed).
+                Err(e) => {
+                    tracing::error!(error = %e, "reconciling at start failed on the database; retrying");
+                    notifier.status("waiting for the database");
+                    store.reopen_writer().await;
+                }
             }
-            notifier.status("waiting for the Live Station API");
             keepalive.beat();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {
@@ -197,6 +212,7 @@ pub async fn run(
             if report.observed {
                 readiness.observed();
             }
+            readiness.database_failing(report.database_unavailable_since.is_some());
             status_notifier.status(&status_line(report, now));
         }
     };
@@ -259,7 +275,12 @@ fn status_line(report: &TickReport, now: i64) -> String {
     let at = chrono::DateTime::from_timestamp_millis(now)
         .map(|t| t.format("%H:%M:%S").to_string())
         .unwrap_or_default();
-    if report.observed {
+    if let Some(since) = report.database_unavailable_since {
+        let since = chrono::DateTime::from_timestamp_millis(since)
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_default();
+        format!("database failing since {since} UTC; sending nothing until it takes writes")
+    } else if report.observed {
         format!(
             "{} channels, {} recording, last poll {at} UTC",
             report.channels, report.recording

@@ -21,6 +21,7 @@ fn every_metric_touched() -> Metrics {
     m.recording_started("live");
     m.time_to_recording("live", 1.5);
     m.set_claims_unrecorded(2);
+    m.set_database_available(true);
     m.occurrence("COMPLETED");
     m.set_clock_skew(0.5);
     m.poll_succeeded(1_790_000_000.0);
@@ -91,6 +92,7 @@ fn every_metric_name_type_and_label_name_is_the_one_dashboards_use() {
             &["trigger"],
         ),
         ("lsrecd_claims_unrecorded", "gauge", &[]),
+        ("lsrecd_database_available", "gauge", &[]),
         ("lsrecd_occurrences_total", "counter", &["state"]),
         ("lsrecd_clock_skew_seconds", "gauge", &[]),
         (
@@ -146,6 +148,7 @@ fn a_fresh_registry_parses_and_has_the_series_alerts_expect_at_zero() {
         "lsrecd_auth_failures_total",
         "lsrecd_recordings_active",
         "lsrecd_claims_unrecorded",
+        "lsrecd_database_available",
         "lsrecd_clock_skew_seconds",
         "lsrecd_last_successful_poll_timestamp_seconds",
         "lsrecd_channels",
@@ -170,6 +173,7 @@ fn a_fresh_registry_parses_and_has_the_series_alerts_expect_at_zero() {
             ("lsrecd_recordings_started", "counter"),
             ("lsrecd_time_to_recording_seconds", "histogram"),
             ("lsrecd_claims_unrecorded", "gauge"),
+            ("lsrecd_database_available", "gauge"),
             ("lsrecd_occurrences", "counter"),
             ("lsrecd_clock_skew_seconds", "gauge"),
             ("lsrecd_last_successful_poll_timestamp_seconds", "gauge"),

@@ -1290,3 +1290,85 @@ async fn every_query_in_the_database_reference_runs_as_written() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn writes_fail_as_on_a_full_disk_at_max_database_size_and_resume_when_it_is_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    let now = now_ms();
+    store.limit_size(Some(64 * 1024)).await.unwrap();
+
+    // Events until one does not fit in the pages the file has.
+    let mut written = 0;
+    let full = loop {
+        let event = NewEvent {
+            at: now,
+            kind: EventKind::Ended,
+            channel_id: Some(STUDIO_A.into()),
+            record_id: None,
+            message: "x".repeat(1_000),
+        };
+        match store.add_event(&event).await {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "a 64 KiB cap never filled");
+    };
+    assert!(full.to_string().contains("full"), "{full}");
+
+    // The failed commit does not wedge the connection: with the cap lifted, writes go on.
+    store.limit_size(None).await.unwrap();
+    store
+        .add_event(&NewEvent {
+            at: now,
+            kind: EventKind::Ended,
+            channel_id: Some(STUDIO_A.into()),
+            record_id: None,
+            message: "after".into(),
+        })
+        .await
+        .expect("a write once the cap is lifted");
+    let mut conn = raw(&db_path(&dir), true).await;
+    assert_eq!(
+        scalar_i64(&mut conn, "SELECT count(*) FROM events").await,
+        written + 1
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut conn,
+            "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"
+        )
+        .await,
+        1
+    );
+}
+
+/// docs/database.md, read as an operator reads it.
+fn database_doc() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/database.md"))
+        .expect("docs/database.md exists")
+}
+
+#[test]
+fn every_event_kind_and_occurrence_reason_is_documented_and_failures_are_marked() {
+    let doc = database_doc();
+    for kind in EventKind::ALL {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` ", kind.as_str())))
+            .unwrap_or_else(|| panic!("event kind {} is not in docs/database.md", kind.as_str()));
+        assert_eq!(
+            row.contains("` * |"),
+            kind.is_failure(),
+            "docs/database.md marks {} wrongly as a failure (or not)",
+            kind.as_str()
+        );
+    }
+    for reason in OccurrenceReason::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", reason.as_str())),
+            "occurrence reason {} is not in docs/database.md",
+            reason.as_str()
+        );
+    }
+}

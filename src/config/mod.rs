@@ -170,6 +170,10 @@ pub struct DaemonConfig {
     /// Finished `actions` and `events` older than this are pruned (daily); `records`, their
     /// history and occurrences are never pruned.
     pub keep_history: Duration,
+    /// The database may not grow beyond this many bytes (`None`: only the disk limits it).
+    /// Reaching it is handled like a full disk: lsrecd keeps running and sends nothing whose
+    /// intent it cannot write.
+    pub max_database_size: Option<u64>,
 }
 
 /// `[retry]`: exponential backoff with full jitter.

@@ -53,6 +53,7 @@ pub(crate) struct RawDaemon {
     pub poll_interval: Leaf<Value>,
     pub record_poll_interval: Leaf<Value>,
     pub keep_history: Leaf<Value>,
+    pub max_database_size: Leaf<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -131,6 +131,27 @@ struct Validator<'a> {
     keys: Keys,
 }
 
+/// `"512MiB"` → bytes; `None` when the text is not a number with a known unit.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
 fn type_name(v: &Value) -> String {
     match v {
         Value::String(s) => format!("string {s:?}"),
@@ -604,6 +625,46 @@ impl Validator<'_> {
                 DEFAULT_KEEP_HISTORY,
                 Min::AtLeast(Duration::from_secs(3600)),
             ),
+            max_database_size: raw
+                .max_database_size
+                .as_ref()
+                .and_then(|leaf| self.size(leaf, "daemon.max_database_size")),
+        }
+    }
+
+    /// A size in bytes: an integer, or a string with a unit (`"512MiB"`, `"2GB"`, `"64KiB"`);
+    /// at least 64 KiB.
+    fn size(&mut self, leaf: &Spanned<Value>, key: &str) -> Option<u64> {
+        const MIN: u64 = 64 * 1024;
+        let bytes = match leaf.get_ref() {
+            Value::Integer(i) => u64::try_from(*i).ok(),
+            Value::String(text) => parse_size(text),
+            other => {
+                let found = type_name(other);
+                self.fail(
+                    leaf.span(),
+                    key,
+                    format!(
+                        "expected a size such as \"512MiB\" or a number of bytes, found {found}"
+                    ),
+                );
+                return None;
+            }
+        };
+        match bytes {
+            Some(b) if b >= MIN => Some(b),
+            Some(_) => {
+                self.fail(leaf.span(), key, "must be at least 64KiB");
+                None
+            }
+            None => {
+                self.fail(
+                    leaf.span(),
+                    key,
+                    "expected a size such as \"512MiB\", \"2GiB\" or \"64KiB\" (units: B, KB, MB, GB, KiB, MiB, GiB)",
+                );
+                None
+            }
         }
     }
 

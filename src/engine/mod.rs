@@ -99,6 +99,8 @@ pub struct TickReport {
     pub stops: usize,
     /// Configured channels a claim wants recording that are not recording.
     pub unrecorded: usize,
+    /// Since when (engine time) the database has been failing, when it is.
+    pub database_unavailable_since: Option<i64>,
 }
 
 /// The tick's clock: `now` as passed in, and the monotonic instant it corresponds to.
@@ -153,7 +155,23 @@ pub struct Engine<A: LiveStation = Client> {
     follower: Follower,
     /// When actions and events were last pruned.
     last_prune: Option<i64>,
+    /// The database is failing: since when, and what it said first.
+    database_outage: Option<DatabaseOutage>,
 }
+
+/// A stretch of ticks the database failed. Nothing is sent whose intent could not be written,
+/// so during it lsrecd observes at most; it is told once when it begins (log, metric,
+/// readiness) and once when it ends (an event, when the database takes writes again).
+#[derive(Clone, Debug)]
+struct DatabaseOutage {
+    since: i64,
+    first_error: String,
+    failed_ticks: u32,
+    last_logged: i64,
+}
+
+/// How often a continuing database outage is logged again.
+const DATABASE_OUTAGE_LOG_EVERY_MS: i64 = 60_000;
 
 /// Wake-ups closer together than this are merged into one tick.
 const MIN_TICK_GAP: Duration = Duration::from_millis(500);
@@ -175,6 +193,7 @@ impl<A: LiveStation> Engine<A> {
             claims: Claims::default(),
             follower: Follower::default(),
             last_prune: None,
+            database_outage: None,
         }
     }
 
@@ -362,10 +381,20 @@ impl<A: LiveStation> Engine<A> {
                     _ = &mut shutdown => break,
                 };
                 match ticked {
-                    Ok(report) => on_beat(Some(&report), now),
+                    Ok(mut report) => {
+                        self.database_answered(now).await;
+                        report.database_unavailable_since =
+                            self.database_outage.as_ref().map(|o| o.since);
+                        on_beat(Some(&report), now);
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "tick failed; retrying at the next poll");
-                        on_beat(Some(&TickReport::default()), now);
+                        let since = self.database_failed(now, &e);
+                        self.store.reopen_writer().await;
+                        let report = TickReport {
+                            database_unavailable_since: Some(since),
+                            ..TickReport::default()
+                        };
+                        on_beat(Some(&report), now);
                     }
                 }
                 if let Err(e) = self.housekeeping(now).await {
@@ -403,6 +432,9 @@ impl<A: LiveStation> Engine<A> {
                     next_tick = next_tick.min(now_ms().max(last_tick + MIN_TICK_GAP.as_millis() as i64));
                 }
                 Some(Reload { config, client }) = reloads.recv() => {
+                    if let Err(e) = self.store.limit_size(config.daemon.max_database_size).await {
+                        tracing::warn!(error = %e, "daemon.max_database_size could not be applied; the previous limit stays");
+                    }
                     self.reload(config, client);
                     if let Some(t) = timers.as_mut() {
                         t.clear().await;
@@ -415,6 +447,73 @@ impl<A: LiveStation> Engine<A> {
             t.shutdown().await;
         }
         Ok(())
+    }
+
+    /// A tick failed on the database. The first failure of an outage is logged as an error and
+    /// shown by the metric; later ones at most once a minute. Returns when the outage began.
+    fn database_failed(&mut self, now: i64, e: &EngineError) -> i64 {
+        let outage = match &mut self.database_outage {
+            Some(outage) => {
+                outage.failed_ticks += 1;
+                if now - outage.last_logged >= DATABASE_OUTAGE_LOG_EVERY_MS {
+                    outage.last_logged = now;
+                    tracing::warn!(
+                        error = %e,
+                        failed_ticks = outage.failed_ticks,
+                        since_secs = (now - outage.since) / 1000,
+                        "the database is still failing; nothing is sent whose intent cannot be written"
+                    );
+                }
+                outage
+            }
+            None => {
+                tracing::error!(
+                    error = %e,
+                    "the database is failing; no start or stop is sent until its intent can be \
+                     written again (recordings already running keep running); retrying every tick"
+                );
+                if let Some(m) = self.notes.metrics() {
+                    m.set_database_available(false);
+                }
+                self.database_outage.insert(DatabaseOutage {
+                    since: now,
+                    first_error: e.to_string(),
+                    failed_ticks: 1,
+                    last_logged: now,
+                })
+            }
+        };
+        outage.since
+    }
+
+    /// A tick went through: an outage, if there was one, is over; it is written down as one
+    /// event (kept for the next tick if even that write fails).
+    async fn database_answered(&mut self, now: i64) {
+        let Some(outage) = &self.database_outage else {
+            return;
+        };
+        let message = format!(
+            "the database failed for {} s ({} ticks) and takes writes again; no start or stop \
+             was sent meanwhile whose intent could not be written. First error: {}",
+            (now - outage.since) / 1000,
+            outage.failed_ticks,
+            outage.first_error
+        );
+        match self
+            .notes
+            .event(now, EventKind::DatabaseUnavailable, None, None, &message)
+            .await
+        {
+            Ok(()) => {
+                self.database_outage = None;
+                if let Some(m) = self.notes.metrics() {
+                    m.set_database_available(true);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the end of a database outage could not be written yet");
+            }
+        }
     }
 
     /// How long until the next tick: one poll interval after the start of the tick that began

@@ -164,6 +164,7 @@ struct Inner {
     recordings_started: Family<TriggerLabel, Counter>,
     time_to_recording: TimeToRecordingFamily,
     claims_unrecorded: Gauge,
+    database_available: Gauge,
     occurrences: Family<StateLabel, Counter>,
     clock_skew: FloatGauge,
     last_successful_poll: FloatGauge,
@@ -192,6 +193,7 @@ impl Default for Inner {
                 Histogram::new(TIME_TO_RECORDING_BUCKETS)
             }),
             claims_unrecorded: Gauge::default(),
+            database_available: Gauge::default(),
             occurrences: Family::default(),
             clock_skew: FloatGauge::default(),
             last_successful_poll: FloatGauge::default(),
@@ -259,6 +261,11 @@ impl Inner {
             "claims_unrecorded",
             "Configured channels a claim wants recording, publishing, and not recording after the last tick",
             self.claims_unrecorded.clone(),
+        );
+        r.register(
+            "database_available",
+            "1 while the database takes lsrecd's writes; 0 before it is opened and while it fails (no start or stop is sent then)",
+            self.database_available.clone(),
         );
         r.register(
             "occurrences",
@@ -365,6 +372,11 @@ impl Metrics {
     /// (`lsrecd_claims_unrecorded`).
     pub fn set_claims_unrecorded(&self, n: u64) {
         self.inner.claims_unrecorded.set(gauge_value(n));
+    }
+
+    /// Whether the database takes writes (`lsrecd_database_available`).
+    pub fn set_database_available(&self, available: bool) {
+        self.inner.database_available.set(i64::from(available));
     }
 
     /// A schedule occurrence entered `state` (`ARMED`, `RECORDING`, `COMPLETED`, `MISSED`,

@@ -1,5 +1,6 @@
 //! Readiness as `/readyz` reports it: ready once the engine has observed the channels, and not
-//! ready again when the last successful observation is older than a limit.
+//! ready again when the last successful observation is older than a limit, or while the
+//! database fails (lsrecd then sends no start or stop: their intents cannot be written).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +19,8 @@ pub struct Readiness {
 struct Inner {
     max_age: Duration,
     last_observed: Option<Instant>,
+    /// Since when the database has been failing, while it is.
+    database_failing: Option<Instant>,
 }
 
 /// What `/readyz` answers.
@@ -29,6 +32,8 @@ pub enum ReadyState {
     Ready,
     /// The last successful observation is `age` old, more than `max_age`.
     Stale { age: Duration, max_age: Duration },
+    /// The database has been failing for `for_`.
+    DatabaseFailing { for_: Duration },
 }
 
 impl ReadyState {
@@ -49,6 +54,11 @@ impl fmt::Display for ReadyState {
                 age.as_secs(),
                 max_age.as_secs()
             ),
+            ReadyState::DatabaseFailing { for_ } => write!(
+                f,
+                "database failing for {}s: no start or stop is sent until it takes writes again",
+                for_.as_secs()
+            ),
         }
     }
 }
@@ -61,6 +71,7 @@ impl Readiness {
             inner: Arc::new(Mutex::new(Inner {
                 max_age,
                 last_observed: None,
+                database_failing: None,
             })),
         }
     }
@@ -89,6 +100,16 @@ impl Readiness {
         }
     }
 
+    /// Whether the database is failing (from the engine's last tick).
+    pub fn database_failing(&self, failing: bool) {
+        let mut inner = self.lock();
+        match (failing, inner.database_failing) {
+            (true, None) => inner.database_failing = Some(Instant::now()),
+            (false, Some(_)) => inner.database_failing = None,
+            _ => {}
+        }
+    }
+
     /// The state now.
     pub fn state(&self) -> ReadyState {
         self.state_at(Instant::now())
@@ -97,6 +118,11 @@ impl Readiness {
     /// The state at `now`.
     pub fn state_at(&self, now: Instant) -> ReadyState {
         let inner = self.lock();
+        if let Some(since) = inner.database_failing {
+            return ReadyState::DatabaseFailing {
+                for_: now.saturating_duration_since(since),
+            };
+        }
         match inner.last_observed {
             None => ReadyState::Starting,
             Some(last) => {
@@ -121,6 +147,29 @@ impl Readiness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_database_makes_it_not_ready_until_it_takes_writes_again() {
+        let readiness = Readiness::for_poll_interval(Duration::from_secs(10), 3);
+        readiness.observed();
+
+        readiness.database_failing(true);
+        let failing = readiness.state();
+        readiness.observed();
+        let still = readiness.state();
+        readiness.database_failing(false);
+
+        assert!(
+            matches!(failing, ReadyState::DatabaseFailing { .. }),
+            "{failing}"
+        );
+        assert!(!failing.is_ready());
+        assert!(
+            matches!(still, ReadyState::DatabaseFailing { .. }),
+            "an observation alone does not end it: {still}"
+        );
+        assert_eq!(readiness.state(), ReadyState::Ready);
+    }
 
     #[test]
     fn readiness_starts_not_ready() {

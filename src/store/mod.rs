@@ -39,6 +39,8 @@ mod values;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -79,7 +81,12 @@ pub struct Store {
     write: Option<SqlitePool>,
     read: SqlitePool,
     path: PathBuf,
+    /// `PRAGMA max_page_count` for every write transaction; 0 while no limit was ever set.
+    max_pages: Arc<AtomicU64>,
 }
+
+/// SQLite's own ceiling on `max_page_count`: "no limit but the disk".
+const UNLIMITED_PAGES: u64 = 4_294_967_294;
 
 /// What [`Store::prune`] deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -214,6 +221,20 @@ impl Store {
             .max_connections(1)
             .min_connections(0)
             .acquire_timeout(WRITE_ACQUIRE_TIMEOUT)
+            // A COMMIT that failed (disk full, I/O error) leaves the connection inside its
+            // transaction; such a connection is closed (which rolls it back) rather than handed
+            // out again, so writes resume by themselves once the fault clears.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "closing a database connection left inside a failed transaction"
+                        );
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(write_options(path))
             .await
             .map_err(|e| StoreError::open(path, e))?;
@@ -244,6 +265,7 @@ impl Store {
             write: Some(write),
             read,
             path: path.to_path_buf(),
+            max_pages: Arc::default(),
         })
     }
 
@@ -274,6 +296,7 @@ impl Store {
             write: None,
             read,
             path: path.to_path_buf(),
+            max_pages: Arc::default(),
         };
         if let Err(e) = store.check_schema_matches().await {
             store.close().await;
@@ -351,7 +374,52 @@ impl Store {
     /// Starts a write transaction that holds the write lock from its first statement.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         let pool = self.write.as_ref().ok_or(StoreError::ReadOnly)?;
-        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        // A connection setting, so it is set on whichever connection the pool handed out.
+        let max_pages = self.max_pages.load(Ordering::Relaxed);
+        if max_pages > 0 {
+            // A number lsrecd computed; pragmas take no bound parameters.
+            let pragma = format!("PRAGMA max_page_count = {max_pages}");
+            sqlx::query(sqlx::AssertSqlSafe(pragma))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// Closes the write connection so that the next write opens the file afresh. After a write
+    /// failed, the connection may be stuck in a state the fault left it in: SQLite opens a file
+    /// it may not write read-only and stays so, even once the file is writable again.
+    pub async fn reopen_writer(&self) {
+        let Some(pool) = &self.write else {
+            return;
+        };
+        match pool.acquire().await {
+            Ok(conn) => {
+                if let Err(e) = conn.close().await {
+                    tracing::debug!(error = %e, "closing the write connection failed");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "no write connection to reopen"),
+        }
+    }
+
+    /// Caps the database file at about `bytes` (`daemon.max_database_size`; `None`: no cap).
+    /// Writes that would grow it beyond fail as on a full disk (`SQLITE_FULL`). A cap below the
+    /// current size holds the file at its current size.
+    pub async fn limit_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        let pages = match bytes {
+            None if self.max_pages.load(Ordering::Relaxed) == 0 => return Ok(()),
+            None => UNLIMITED_PAGES,
+            Some(bytes) => {
+                let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+                    .fetch_one(&self.read)
+                    .await?;
+                (bytes / u64::try_from(page_size).unwrap_or(4096).max(512)).max(1)
+            }
+        };
+        self.max_pages.store(pages, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The read pool.

@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use super::state::keys;
 use super::outages::OutageRow;
+use super::state::keys;
 use super::{ChannelRow, ManualClaimRow, OccurrenceRow, Store, StoreError};
 
 /// How far back "recent" failures go (7 days, as in the `recent_failures` view).

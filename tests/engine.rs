@@ -1188,3 +1188,82 @@ async fn a_window_whose_start_live_station_refused_ends_failed_with_the_refusal(
         row[0][1]
     );
 }
+
+/// A configured channel and another one in the same account that records by itself
+/// (immediateOnAir), both with records Live Station deletes within the warning; the bucket set.
+async fn mine_and_theirs(all_channels: bool) -> (Harness, Engine) {
+    let options = EmulatorOptions {
+        lifecycle: Lifecycle {
+            processing: Duration::from_millis(50),
+            transfer: Duration::from_millis(50),
+            retention: Duration::from_secs(3600),
+        },
+        ..EmulatorOptions::default()
+    };
+    let h = Harness::with(
+        vec![
+            live_channel("ls-mine").record_type(RecordType::ManualUpload),
+            live_channel("ls-theirs")
+                .immediate_on_air(true)
+                .record_type(RecordType::ManualUpload),
+        ],
+        &format!(
+            "[retention]\nwarn_before = \"2h\"\nupload_bucket = \"archive\"\nall_channels = {all_channels}\n\n\
+             [[channel]]\nid = \"ls-mine\"\nrecord_when_live = true\n"
+        ),
+        options,
+    )
+    .await;
+    let t0 = now_ms();
+    let mut engine = h.engine(t0).await;
+    let mut now = t0;
+    engine.tick(now).await.unwrap();
+    h.control.go_offline("ls-mine").unwrap();
+    h.control.go_offline("ls-theirs").unwrap();
+    h.control.advance(Duration::from_secs(1));
+    for _ in 0..6 {
+        now += 5000;
+        engine.tick(now).await.unwrap();
+    }
+    (h, engine)
+}
+
+#[tokio::test]
+async fn records_of_channels_not_configured_are_neither_stored_nor_uploaded() {
+    let (h, _engine) = mine_and_theirs(false).await;
+    assert_eq!(
+        h.one("SELECT count(*) FROM records WHERE channel_id = 'ls-theirs'")
+            .await,
+        "0"
+    );
+    assert_eq!(
+        h.one("SELECT count(*) FROM events WHERE channel_id = 'ls-theirs'")
+            .await,
+        "0"
+    );
+    assert_eq!(
+        h.one("SELECT group_concat(DISTINCT channel_id) FROM actions WHERE operation = 'upload'")
+            .await,
+        "ls-mine",
+        "only the configured channel's record is uploaded"
+    );
+    assert_eq!(h.control.counters().calls_of(Operation::Upload), 1);
+    assert!(
+        h.control
+            .records("ls-theirs")
+            .iter()
+            .all(|r| r.object_storage_url.is_none()),
+        "their record was not uploaded to our bucket"
+    );
+}
+
+#[tokio::test]
+async fn with_retention_all_channels_other_channels_records_are_stored_and_guarded_too() {
+    let (h, _engine) = mine_and_theirs(true).await;
+    assert_eq!(
+        h.one("SELECT count(*) FROM records WHERE channel_id = 'ls-theirs'")
+            .await,
+        "1"
+    );
+    assert_eq!(h.control.counters().calls_of(Operation::Upload), 2);
+}

@@ -29,7 +29,7 @@ const LATE: [&str; 2] = ["ls-20260101000000-HostB", "ls-20260101000000-HostC"];
 const START_LIMIT: Duration = Duration::from_secs(20);
 /// How long the engine may take to notice the fault: a few ticks, each of which may wait out
 /// the 10 s busy timeout.
-const NOTICE_LIMIT: Duration = Duration::from_secs(40);
+const NOTICE_LIMIT: Duration = Duration::from_secs(60);
 /// How long recovery may take once the fault is gone.
 const RECOVER_LIMIT: Duration = Duration::from_secs(40);
 /// How long an operator holds the write lock in the lock scenario.

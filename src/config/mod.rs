@@ -194,6 +194,9 @@ pub struct RetentionConfig {
     pub warn_before: Duration,
     /// Object Storage bucket to upload expiring records to, if any.
     pub upload_bucket: Option<String>,
+    /// Also store, follow, warn about and upload the records of channels that are not
+    /// configured (other people's recordings in the same account). Off by default.
+    pub all_channels: bool,
 }
 
 /// `[metrics]`.

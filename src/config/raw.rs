@@ -69,6 +69,7 @@ pub(crate) struct RawRetry {
 pub(crate) struct RawRetention {
     pub warn_before: Leaf<Value>,
     pub upload_bucket: Leaf<String>,
+    pub all_channels: Leaf<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

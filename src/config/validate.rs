@@ -740,6 +740,7 @@ impl Validator<'_> {
                 .upload_bucket
                 .as_ref()
                 .and_then(|b| self.text(b, "retention.upload_bucket").map(str::to_string)),
+            all_channels: raw.all_channels.as_ref().is_some_and(|b| *b.get_ref()),
         }
     }
 

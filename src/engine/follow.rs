@@ -4,9 +4,10 @@
 //! not yet final (`TRANSFER_FINISH`, `PROCESSING_FAIL`, `DELETED`) is re-read every
 //! `record_poll_interval`. Records not uploaded whose `shouldDeleteTime` is within
 //! `retention.warn_before` raise one `expiring` event each, and are uploaded when
-//! `retention.upload_bucket` is set.
+//! `retention.upload_bucket` is set. All of this is for configured channels only: the records of
+//! other channels in the account are neither stored nor guarded unless `retention.all_channels`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::Config;
 use crate::livestation::{LiveStation, RecordStatus};
@@ -68,6 +69,12 @@ impl Follower {
                 channels.insert(id.clone());
             }
         }
+        // Other people's channels are not lsrecd's business unless `retention.all_channels`.
+        if !config.retention.all_channels {
+            let configured = configured_ids(config);
+            channels.retain(|id| configured.contains(id.as_str()));
+            self.pending.retain(|id| configured.contains(id.as_str()));
+        }
         for channel_id in channels {
             match ctx.api.list_records(&channel_id).await {
                 Ok(reply) => {
@@ -97,6 +104,11 @@ impl Follower {
         }
         Ok(())
     }
+}
+
+/// The ids of the configured channels.
+fn configured_ids(config: &Config) -> HashSet<&str> {
+    config.channels.iter().map(|c| c.id.as_str()).collect()
 }
 
 async fn report_change<A: LiveStation>(
@@ -195,7 +207,13 @@ pub(crate) async fn retention_guard<A: LiveStation>(
     now: i64,
 ) -> Result<(), EngineError> {
     let warn_before = config.retention.warn_before.as_millis() as i64;
+    let configured = configured_ids(config);
+    let covered =
+        |channel_id: &str| config.retention.all_channels || configured.contains(channel_id);
     for r in ctx.store.expiring_unwarned(now, warn_before).await? {
+        if !covered(&r.channel_id) {
+            continue;
+        }
         let left = r
             .should_delete_time
             .map(|t| human_ms(t - now))
@@ -222,6 +240,9 @@ pub(crate) async fn retention_guard<A: LiveStation>(
     };
     let mut by_channel: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for r in ctx.store.uploadable_expiring(now, warn_before).await? {
+        if !covered(&r.channel_id) {
+            continue;
+        }
         by_channel
             .entry(r.channel_id.clone())
             .or_default()

@@ -34,7 +34,7 @@
 //! up, or at once for a refusal), and one closing event: `started`/`stopped` with the time and
 //! attempts it took, or `unrecorded` when the claim ends first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::livestation::{ApiError, ChannelStatus, LiveStation, Record, RecordSet, Sent};
 use crate::store::{
@@ -238,6 +238,19 @@ impl Actions {
             .collect()
     }
 
+    /// Channels with a start whose outcome is not known yet.
+    pub(crate) fn unsettled_starts(&self) -> HashSet<String> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| {
+                s.job
+                    .as_ref()
+                    .is_some_and(|j| j.op == Op::Start && j.unclear.is_some())
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Channels with a job or a block: those an observation may settle or unblock.
     pub(crate) fn watched(&self) -> Vec<String> {
         self.slots
@@ -404,10 +417,7 @@ impl Actions {
         // It did not take effect, or a start took effect and its recording already ended:
         // records tell, and only change the label.
         let ended_since = match job.op {
-            Op::Start => match self
-                .began_since(ctx, channel_id, unclear.sent_at, now)
-                .await
-            {
+            Op::Start => match self.began_since(ctx, channel_id, unclear.sent_at).await {
                 Some(began) => began,
                 None if seen.channel.channel_status.is_live() => false,
                 // Nothing is wanted from a channel that does not publish: settle it later.
@@ -485,14 +495,14 @@ impl Actions {
         ctx: &Ctx<'_, A>,
         channel_id: &str,
         sent_at: i64,
-        now: i64,
     ) -> Option<bool> {
+        let as_of = ctx.clock.stamp();
         match ctx.api.list_records(channel_id).await {
             Ok(reply) => {
                 ctx.notes.api_answered();
                 let records = reply.value.records;
                 let began = started_since(ctx, &records, sent_at).await;
-                if let Err(e) = ctx.store.upsert_records(&records, now).await {
+                if let Err(e) = ctx.store.upsert_records(&records, as_of).await {
                     tracing::warn!(channel_id, error = %e, "records read to settle a start could not be stored");
                 }
                 Some(began)

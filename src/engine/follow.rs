@@ -6,7 +6,7 @@
 //! `retention.warn_before` raise one `expiring` event each, and are uploaded when
 //! `retention.upload_bucket` is set.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::Config;
 use crate::livestation::{LiveStation, RecordStatus};
@@ -43,12 +43,16 @@ impl Follower {
     /// configured channel in turn is read too: a recording that began and ended between two
     /// polls (a short stream on an immediateOnAir channel) changes nothing the channel list
     /// shows, and would otherwise never be stored. Every channel is swept within (configured
-    /// channels × poll_interval), well inside Live Station's retention.
+    /// channels × poll_interval), well inside Live Station's retention. `starting` are the
+    /// channels with a start of lsrecd's whose outcome is not known yet: a new recording there
+    /// is not reported as someone else's (settling the start tells whose it is).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn follow<A: LiveStation>(
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
         view: &ChannelView,
+        starting: &HashSet<String>,
         now: i64,
         all: bool,
         sweep: bool,
@@ -69,17 +73,24 @@ impl Follower {
             }
         }
         for channel_id in channels {
+            // Records are stamped with when they were read, not with the tick's start: a start
+            // sent earlier in this tick must not find its own record "seen before it was sent".
+            let as_of = ctx.clock.stamp();
             match ctx.api.list_records(&channel_id).await {
                 Ok(reply) => {
                     ctx.notes.api_answered();
                     for s in &reply.value.skipped {
                         tracing::warn!(channel_id = %channel_id, entry = %s, "record entry could not be read; skipped");
                     }
-                    let changes = ctx.store.upsert_records(&reply.value.records, now).await?;
+                    let changes = ctx
+                        .store
+                        .upsert_records(&reply.value.records, as_of)
+                        .await?;
                     for c in changes {
                         report_change(
                             ctx,
                             &channel_id,
+                            starting.contains(&channel_id),
                             c.record_id,
                             c.previous_status.as_deref(),
                             &c.status,
@@ -102,6 +113,7 @@ impl Follower {
 async fn report_change<A: LiveStation>(
     ctx: &Ctx<'_, A>,
     channel_id: &str,
+    starting: bool,
     record_id: i64,
     old: Option<&str>,
     new: &str,
@@ -110,6 +122,7 @@ async fn report_change<A: LiveStation>(
     let status = RecordStatus::parse(new);
     if old.is_none()
         && status == RecordStatus::Recording
+        && !starting
         && !ctx
             .store
             .owned_recordings_open()

@@ -238,7 +238,15 @@ impl<A: LiveStation> Engine<A> {
             clock: &clock,
         };
         self.follower
-            .follow(&ctx, &self.config, &self.view, now, true, false)
+            .follow(
+                &ctx,
+                &self.config,
+                &self.view,
+                &self.actions.unsettled_starts(),
+                now,
+                true,
+                false,
+            )
             .await?;
         Ok(true)
     }
@@ -293,6 +301,7 @@ impl<A: LiveStation> Engine<A> {
                     &ctx,
                     &self.config,
                     &self.view,
+                    &self.actions.unsettled_starts(),
                     now,
                     false,
                     self.focus.is_none(),
@@ -679,6 +688,144 @@ fn next_tick_at(tick_started: i64, poll: Duration, retries: impl Iterator<Item =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::livestation::client::{Permit, Reply, Sent};
+    use crate::livestation::memory::{self, Behaviour, MemoryLiveStation};
+    use crate::livestation::{Channel, ChannelPage, Operation, RecordSet};
+    use crate::store::ActionState;
+
+    const CH: &str = "ls-unit";
+
+    /// The in-memory Live Station with reads of one channel that take a while, as over a
+    /// network: a start sent after such a read leaves well after its tick began.
+    struct SlowReads(Arc<MemoryLiveStation>);
+
+    impl LiveStation for SlowReads {
+        async fn list_channels_page(
+            &self,
+            page_no: u32,
+            page_size: u32,
+        ) -> Result<Reply<ChannelPage>, ApiError> {
+            self.0.list_channels_page(page_no, page_size).await
+        }
+
+        async fn get_channel(&self, channel_id: &str) -> Result<Reply<Channel>, ApiError> {
+            // Latency of the call, not a wait for a condition.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.0.get_channel(channel_id).await
+        }
+
+        async fn list_records(&self, channel_id: &str) -> Result<Reply<RecordSet>, ApiError> {
+            self.0.list_records(channel_id).await
+        }
+
+        async fn ready(&self) -> Permit {
+            self.0.ready().await
+        }
+
+        async fn start_record(&self, channel_id: &str, permit: Permit) -> Sent<RecordSet> {
+            self.0.start_record(channel_id, permit).await
+        }
+
+        async fn stop_record(&self, channel_id: &str, permit: Permit) -> Sent<RecordSet> {
+            self.0.stop_record(channel_id, permit).await
+        }
+
+        async fn upload(
+            &self,
+            bucket: &str,
+            record_ids: &[i64],
+        ) -> Result<Reply<serde_json::Value>, ApiError> {
+            self.0.upload(bucket, record_ids).await
+        }
+
+        fn clock_skew(&self) -> Option<chrono::TimeDelta> {
+            self.0.clock_skew()
+        }
+    }
+
+    fn config(dir: &std::path::Path) -> Arc<Config> {
+        let text = format!(
+            r#"[api]
+endpoint = "http://127.0.0.1:9"
+region = "KR"
+access_key = "UNIT-ACCESS"
+secret_key = "unit-secret"
+timeout = "2s"
+landing_margin = "5s"
+
+[daemon]
+database = "{db}"
+poll_interval = "1s"
+
+[[channel]]
+id = "{CH}"
+record_when_live = true
+"#,
+            db = dir.join("unit.db").display()
+        );
+        Arc::new(Config::from_str(&text, &dir.join("config.toml")).expect("a valid configuration"))
+    }
+
+    #[tokio::test]
+    async fn a_start_with_a_lost_answer_whose_record_is_read_in_its_own_tick_is_lsrecds_even_once_it_ended()
+     {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        api.add_channel(CH, true);
+        // The start takes effect, but its answer is lost.
+        api.script(
+            Operation::StartRecord,
+            Behaviour::ApplyThenFail(memory::server_error(502)),
+        );
+        let mut engine = Engine::new(
+            config(dir.path()),
+            SlowReads(api.clone()),
+            store.clone(),
+            1_000,
+        );
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        // The start leaves after the pre-start read, some 50 ms into the tick; the same tick's
+        // sweep reads the channel's records and stores the new one.
+        engine.tick(1_000).await.expect("tick");
+        assert_eq!(api.starts_applied(), 1);
+        let state: String = sqlx::query_scalar("SELECT state FROM actions")
+            .fetch_one(store.reader())
+            .await
+            .expect("one action");
+        assert_eq!(state, "AMBIGUOUS");
+        let tracked: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'tracked'")
+            .fetch_one(store.reader())
+            .await
+            .expect("events");
+        assert_eq!(
+            tracked, 0,
+            "the recording may be lsrecd's own: not someone else's"
+        );
+        // The stream ends before lsrecd looks again; it looks once the start can no longer land.
+        api.set_publishing(CH, false);
+        engine.tick(1_000 + 7_500).await.expect("tick");
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, error_message FROM actions")
+                .fetch_all(store.reader())
+                .await
+                .expect("actions");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            rows[0].0,
+            ActionState::Reconciled.as_str(),
+            "the recording it made is lsrecd's: {rows:?}"
+        );
+        let unrecorded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'unrecorded'")
+                .fetch_one(store.reader())
+                .await
+                .expect("events");
+        assert_eq!(unrecorded, 0, "the claim was recorded");
+        assert_eq!(api.calls(Operation::StartRecord), 1);
+    }
 
     #[test]
     fn the_next_poll_is_one_interval_after_the_start_of_the_last_tick_however_long_it_took() {

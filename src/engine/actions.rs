@@ -209,6 +209,37 @@ impl Actions {
         self.landing = landing;
     }
 
+    /// Takes the channel's part out (its slot and its outcomes awaiting a database), to act on
+    /// the channel while other channels are acted on: a call that hangs until `api.timeout`
+    /// then holds up only its own channel. [`Actions::rejoin`] puts the part back.
+    pub(crate) fn detach(&mut self, channel_id: &str) -> Actions {
+        let mut part = Actions::new(self.policy, self.landing);
+        if let Some(slot) = self.slots.remove(channel_id) {
+            part.slots.insert(channel_id.to_string(), slot);
+        }
+        let (own, rest) = std::mem::take(&mut self.unwritten)
+            .into_iter()
+            .partition(|u| u.channel_id == channel_id);
+        self.unwritten = rest;
+        part.unwritten = own;
+        part
+    }
+
+    /// Puts back a part taken with [`Actions::detach`], with whatever happened to it.
+    pub(crate) fn rejoin(&mut self, part: Actions) {
+        self.slots.extend(part.slots);
+        self.unwritten.extend(part.unwritten);
+    }
+
+    /// Whether a step on the channel may call the API: something is to be started or stopped,
+    /// or a job is in progress.
+    pub(crate) fn may_call(&self, channel_id: &str, desired: Option<&Decision>) -> bool {
+        matches!(
+            desired,
+            Some(Decision::Start { .. } | Decision::Stop { .. })
+        ) || self.slots.get(channel_id).is_some_and(|s| s.job.is_some())
+    }
+
     /// Whether a refused start blocks new starts on the channel.
     pub(crate) fn start_blocked(&self, channel_id: &str) -> bool {
         self.slots

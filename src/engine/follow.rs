@@ -12,9 +12,11 @@ use crate::config::Config;
 use crate::livestation::{LiveStation, RecordStatus};
 use crate::store::{ActionOutcome, ActionState, EventKind, Mutation, NewAction, Trigger};
 
+use futures_util::{StreamExt as _, stream};
+
 use super::decide::human_ms;
 use super::view::ChannelView;
-use super::{Ctx, EngineError};
+use super::{CONCURRENT_CHANNELS, Ctx, EngineError};
 
 /// What the follow part remembers between ticks.
 #[derive(Debug, Default)]
@@ -72,11 +74,22 @@ impl Follower {
                 channels.insert(id.clone());
             }
         }
-        for channel_id in channels {
-            // Records are stamped with when they were read, not with the tick's start: a start
-            // sent earlier in this tick must not find its own record "seen before it was sent".
-            let as_of = ctx.clock.stamp();
-            match ctx.api.list_records(&channel_id).await {
+        // Read side by side (a read hanging until `api.timeout` holds up no other channel's),
+        // stored one by one in channel order.
+        let reads: Vec<_> = stream::iter(channels)
+            .map(|channel_id| async move {
+                // Records are stamped with when they were read, not with the tick's start: a
+                // start sent earlier in this tick must not find its own record "seen before it
+                // was sent".
+                let as_of = ctx.clock.stamp();
+                let read = ctx.api.list_records(&channel_id).await;
+                (channel_id, as_of, read)
+            })
+            .buffered(CONCURRENT_CHANNELS)
+            .collect()
+            .await;
+        for (channel_id, as_of, read) in reads {
+            match read {
                 Ok(reply) => {
                     ctx.notes.api_answered();
                     for s in &reply.value.skipped {

@@ -176,6 +176,23 @@ pub struct EmulatorArgs {
     /// How long temporary recordings are kept (shouldDeleteTime - createdTime).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3days")]
     pub retention: std::time::Duration,
+    /// A seeded share of requests get faults: `[OPS@]KIND=PERCENT[:PARAM=VALUE]...,...`
+    /// (repeatable).
+    ///
+    /// e.g. `status_5xx=20,rate_limit=10:retry_after=1,hold=5` (every operation) or
+    /// `start_record+stop_record@late_apply=50:hold_ms=5000`. OPS: list_channels, get_channel,
+    /// start_record, stop_record, list_records, get_record, upload (joined with `+`). Kinds:
+    /// status_5xx[:status=503], rate_limit[:retry_after=SECS], latency:ms=N,
+    /// late_apply[:hold_ms=5000] (held, then applied and answered 504 even if the client gave
+    /// up), hold (never answered), apply_then_502, apply_then_hold, apply_then_drop,
+    /// malformed_body (applied, then a truncated body). The shares of one operation add up to at
+    /// most 100; fault rules set through the control API come first.
+    #[arg(long, value_name = "SPEC")]
+    pub fault_mix: Vec<String>,
+    /// Seed of the fault mix's random draws (default: random, printed at start); the same seed
+    /// gives each operation the same sequence of faults.
+    #[arg(long, value_name = "N", requires = "fault_mix")]
+    pub fault_seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,9 @@
 //! records by itself. Latency on startRecord/stopRecord widens the moments where a call is in
 //! flight (a call whose client dies during the latency is never applied: the emulator drops it
 //! with the connection); now and then an "apply, then 502", "apply, then drop the connection" or
-//! "apply, then never answer" makes Live Station act while lsrecd cannot know it did.
+//! "apply, then never answer" makes Live Station act while lsrecd cannot know it did, and a
+//! "late apply" holds a call past the client's timeout and applies it 2.5–4.5 s after it was
+//! sent, whether or not the daemon that sent it is still alive.
 //!
 //! Each round starts `lsrecd run`, lets it work for a random 50–1500 ms while streams start and
 //! end at random, then kills it with SIGKILL, checks the database file, and starts it again. A
@@ -463,6 +465,16 @@ async fn inject_faults(emu: &EmulatorProcess, rng: &mut StdRng) -> Vec<&'static 
             .await;
         names.push("start:apply-then-hold");
     }
+    if rng.random_bool(0.3) {
+        // Held past the client's 2 s timeout, then applied whether or not the daemon is still
+        // there (answered 504): the start lands after lsrecd gave up on it, perhaps after a
+        // kill and a restart, but before it could have concluded that it did not.
+        let hold_ms: u64 = rng.random_range(2_500..=4_500);
+        emu.add_fault(&json!({"operation": "start_record", "times": 1,
+                              "fault": {"kind": "late_apply", "hold_ms": hold_ms}}))
+            .await;
+        names.push("start:late-apply");
+    }
     if rng.random_bool(0.2) {
         emu.add_fault(&json!({"operation": "stop_record", "times": 1,
                               "fault": {"kind": "apply_then_502"}}))
@@ -474,6 +486,13 @@ async fn inject_faults(emu: &EmulatorProcess, rng: &mut StdRng) -> Vec<&'static 
                               "fault": {"kind": "apply_then_hold"}}))
             .await;
         names.push("stop:apply-then-hold");
+    }
+    if rng.random_bool(0.1) {
+        let hold_ms: u64 = rng.random_range(2_500..=4_500);
+        emu.add_fault(&json!({"operation": "stop_record", "times": 1,
+                              "fault": {"kind": "late_apply", "hold_ms": hold_ms}}))
+            .await;
+        names.push("stop:late-apply");
     }
     if rng.random_bool(0.15) {
         emu.add_fault(&json!({"operation": "list_records", "times": 1,
@@ -632,13 +651,14 @@ async fn print_summary(summary: &[Round], emu: &EmulatorProcess, db: &Path) {
     }
     let c = emu.counters().await;
     println!(
-        "total: {} kills, {} startRecord, {} stopRecord, {} recordings, {} records, {} faults injected",
+        "total: {} kills, {} startRecord, {} stopRecord, {} recordings, {} records, {} faults injected ({} applied late)",
         summary.iter().filter(|r| r.killed).count(),
         delta(&json!({}), &c, "start_record"),
         delta(&json!({}), &c, "stop_record"),
         count(&c, "recordings_started"),
         emu.records().await.len(),
         count(&c, "faults_injected"),
+        count(&c, "late_applied"),
     );
     let mut conn = connect(db).await;
     let journal: Vec<(String, String, i64)> = sqlx::query_as(

@@ -10,8 +10,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use lsrecd::emulator::{
-    Behaviour, ChannelSpec, Emulator, EmulatorOptions, Fault, FaultRule, Lifecycle, Operation,
-    RecordFormat, RecordType, RunningEmulator, WhileRecording,
+    Behaviour, ChannelSpec, Emulator, EmulatorOptions, Fault, FaultMix, FaultRule, Lifecycle,
+    Operation, RecordFormat, RecordType, RunningEmulator, WhileRecording,
 };
 use lsrecd::livestation::model::{self, RecordStatus};
 use support::emulator::EmulatorProcess;
@@ -693,6 +693,183 @@ async fn apply_then_drop_starts_the_recording_and_closes_the_connection_unanswer
 }
 
 #[tokio::test]
+async fn late_apply_is_done_after_the_hold_even_when_the_client_gave_up_and_answers_504() {
+    let (emu, mut api) = start().await;
+    let ctl = emu.control();
+    ctl.add_channel(ChannelSpec::new("c1").live()).unwrap();
+    ctl.add_fault(
+        FaultRule::new(Operation::StartRecord, Fault::LateApply { hold_ms: 1_000 }).times(1),
+    );
+    api.client = http_client(Duration::from_millis(300));
+    let sent = Instant::now();
+    let err = api
+        .request(Method::PUT, "/api/v2/channels/c1/startRecord")
+        .send()
+        .await
+        .expect_err("the client gives up first");
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        !ctl.channel("c1").unwrap().is_recording,
+        "not applied while held"
+    );
+    // The client has disconnected; the backend applies the start anyway.
+    wait_for(Duration::from_secs(10), "the late start", async || {
+        ctl.channel("c1").unwrap().is_recording.then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(sent.elapsed() >= Duration::from_millis(1_000));
+    let c = ctl.counters();
+    assert_eq!(c.late_applied, 1);
+    assert_eq!(c.recordings_started, 1);
+    assert_eq!(c.faults_by_kind.get("late_apply"), Some(&1));
+
+    // A client patient enough sees the gateway's timeout answer, and the stop took effect.
+    ctl.add_fault(
+        FaultRule::new(Operation::StopRecord, Fault::LateApply { hold_ms: 300 }).times(1),
+    );
+    api.client = http_client(Duration::from_secs(10));
+    let r = api.put("/api/v2/channels/c1/stopRecord").await;
+    assert_eq!(r.status, 504);
+    assert_eq!(
+        r.json(),
+        json!({"error":{"errorCode":"510","message":"Endpoint Timeout","details":"Endpoint read timed out."}})
+    );
+    assert!(
+        !ctl.channel("c1").unwrap().is_recording,
+        "the stop happened"
+    );
+    assert_eq!(ctl.counters().late_applied, 2);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_mix_draws_its_shares_reproducibly_and_rules_come_first() {
+    let (emu, api) = start().await;
+    let ctl = emu.control();
+    ctl.add_channel(ChannelSpec::new("c1")).unwrap();
+    let mix =
+        FaultMix::from_specs(42, &["get_channel@status_5xx=30:status=500,rate_limit=20"]).unwrap();
+    let run = async |ctl: &lsrecd::emulator::Control| {
+        ctl.set_fault_mix(mix.clone()).unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            statuses.push(api.get("/api/v2/channels/c1").await.status);
+        }
+        statuses
+    };
+    let first = run(&ctl).await;
+    let count = |s: u16| first.iter().filter(|x| **x == s).count();
+    assert!(
+        count(500) > 5 && count(429) > 3 && count(200) > 15,
+        "{first:?}"
+    );
+    assert_eq!(count(500) + count(429) + count(200), 60, "{first:?}");
+    // Setting the mix again restarts its draws: the same seed, the same answers.
+    assert_eq!(run(&ctl).await, first);
+    // Operations the mix does not name are served normally.
+    for _ in 0..20 {
+        assert_eq!(api.get("/api/v2/channels").await.status, 200);
+    }
+    // A rule comes before the mix.
+    ctl.add_fault(FaultRule::new(Operation::GetChannel, Fault::Status5xx { status: 503 }).times(3));
+    for _ in 0..3 {
+        assert_eq!(api.get("/api/v2/channels/c1").await.status, 503);
+    }
+    ctl.clear_fault_mix();
+    assert_eq!(ctl.fault_mix(), None);
+    for _ in 0..20 {
+        assert_eq!(api.get("/api/v2/channels/c1").await.status, 200);
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_mix_over_the_control_api_is_set_read_refused_and_removed() {
+    let (emu, api) = start().await;
+    emu.control().add_channel(ChannelSpec::new("c1")).unwrap();
+    let http = http_client(Duration::from_secs(5));
+    let url = format!("{}/_emulator/fault_mix", emu.base_url());
+
+    let bad = http
+        .put(&url)
+        .json(&json!({"spec": ["status_5xx=70", "hold=40"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let why: Value = bad.json().await.unwrap();
+    assert!(
+        why["error"].as_str().unwrap().contains("more than 100%"),
+        "{why}"
+    );
+    let typo = http
+        .put(&url)
+        .json(&json!({"spec": ["status_5xx=10,tea=5"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typo.status(), 400);
+    assert_eq!(
+        http.get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap(),
+        Value::Null
+    );
+
+    let set: Value = http
+        .put(&url)
+        .json(&json!({
+            "spec": ["list_channels@hold=10"],
+            "entries": [{"operation": "get_channel", "percent": 100,
+                         "fault": {"kind": "status_5xx", "status": 502}}],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seed = set["seed"].as_u64().expect("a random seed, shown");
+    let shown: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown, set);
+    assert_eq!(shown["entries"].as_array().unwrap().len(), 2, "{shown}");
+    assert_eq!(api.get("/api/v2/channels/c1").await.status, 502);
+    let counters: Value = http
+        .get(format!("{}/_emulator/counters", emu.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counters["faults_by_kind"]["status_5xx"], 1);
+
+    // DELETE /faults removes the rules only; DELETE /fault_mix the mix.
+    http.delete(format!("{}/_emulator/faults", emu.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        http.get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["seed"],
+        seed
+    );
+    assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(api.get("/api/v2/channels/c1").await.status, 200);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn malformed_body_fault_applies_the_call_and_sends_unreadable_json() {
     let (emu, api) = start().await;
     let ctl = emu.control();
@@ -1040,6 +1217,73 @@ async fn lsrecd_emulator_binary_prints_its_address_serves_and_stops_on_sigterm()
         .unwrap();
     assert_eq!(counters["recordings_started"], 1);
 
+    let status = emulator
+        .process
+        .terminate(Duration::from_secs(10))
+        .await
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_binary_takes_a_fault_mix_and_prints_its_seed_and_refuses_a_bad_one() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lsrecd"))
+        .args([
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--fault-mix",
+            "status_5xx=20,teapot=5",
+        ])
+        .output()
+        .await
+        .expect("lsrecd runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--fault-mix") && stderr.contains("teapot"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "it did not start serving");
+
+    let mut emulator = EmulatorProcess::start_with(
+        &[
+            "--access-key",
+            ACCESS,
+            "--secret-key",
+            SECRET,
+            "--channels",
+            "1",
+            "--fault-mix",
+            "get_channel@status_5xx=100:status=500",
+            "--fault-mix",
+            "start_record+stop_record@late_apply=50:hold_ms=100",
+            "--fault-seed",
+            "12345",
+        ],
+        None,
+    )
+    .await;
+    let process = &emulator.process;
+    let banner = wait_for(Duration::from_secs(5), "the fault mix line", async || {
+        process
+            .stdout()
+            .lines()
+            .find(|l| l.contains("fault mix:"))
+            .map(str::to_owned)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", process.stdout()));
+    assert!(banner.contains("--fault-seed 12345"), "{banner}");
+    let mix = emulator.get("/fault_mix").await;
+    assert_eq!(mix["seed"], 12345);
+    assert_eq!(mix["entries"].as_array().unwrap().len(), 3, "{mix}");
+    let api = Signed::new(&emulator.base, ACCESS, SECRET);
+    assert_eq!(
+        api.get("/api/v2/channels/ls-emulator-00001").await.status,
+        500
+    );
+    assert_eq!(api.get("/api/v2/channels").await.status, 200);
     let status = emulator
         .process
         .terminate(Duration::from_secs(10))

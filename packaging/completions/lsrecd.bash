@@ -193,7 +193,7 @@ _lsrecd() {
             return 0
             ;;
         lsrecd__subcmd__emulator)
-            opts="-v -q -h --listen --allow-remote --access-key --secret-key --channels --live --processing --transfer --retention --config --log-format --verbose --quiet --help"
+            opts="-v -q -h --listen --allow-remote --access-key --secret-key --channels --live --processing --transfer --retention --fault-mix --fault-seed --config --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -228,6 +228,14 @@ _lsrecd() {
                     return 0
                     ;;
                 --retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault-mix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault-seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

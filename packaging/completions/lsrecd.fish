@@ -96,13 +96,15 @@ complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l live -d 'Make
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l processing -d 'How long records stay in PROCESSING after a recording ends' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l transfer -d 'How long an upload (TRANSFER) takes' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l retention -d 'How long temporary recordings are kept (shouldDeleteTime - createdTime)' -r
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l fault-mix -d 'A seeded share of requests get faults: `[OPS@]KIND=PERCENT[:PARAM=VALUE]...,...` (repeatable)' -r
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l fault-seed -d 'Seed of the fault mix\'s random draws (default: random, printed at start); the same seed gives each operation the same sequence of faults' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l config -d 'Configuration file' -r -F
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l allow-remote -d 'Allow a --listen address other machines can reach. The control API then requires the bearer token printed at start'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s v -l verbose -d 'More log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s q -l quiet -d 'Less log output (repeatable)'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s h -l help -d 'Print help'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l duration -d 'Stop after this long (e.g. "30s", "5m"); default: until Ctrl-C' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l timezone -d 'daemon.timezone of the sample configuration (IANA name); default: this machine\'s zone' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand demo" -l config -d 'Configuration file' -r -F

@@ -6,6 +6,9 @@
 //! The control API (`/_emulator/`) can change everything the emulator serves, so a `--listen`
 //! address other machines can reach is refused unless `--allow-remote` is given, and then the
 //! control API requires a random bearer token, printed at start.
+//!
+//! `--fault-mix` sets a seeded probabilistic fault mix (the text form is documented in
+//! `emulator::mix`); the seed is printed so that a run can be replayed with `--fault-seed`.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -14,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{EmulatorArgs, GlobalArgs};
 use crate::emulator::{
-    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Emulator, EmulatorOptions, Lifecycle,
+    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Emulator, EmulatorOptions, FaultMix, Lifecycle,
 };
 use crate::exit::{CommandError, FAILURE, USAGE};
 use crate::secret::Secret;
@@ -47,6 +50,14 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
             format!("--live {} is more than --channels {}", a.live, a.channels),
         ));
     }
+    let mix = if a.fault_mix.is_empty() {
+        None
+    } else {
+        let seed = a.fault_seed.unwrap_or_else(rand::random);
+        let mix = FaultMix::from_specs(seed, &a.fault_mix)
+            .map_err(|e| CommandError::new(USAGE, format!("--fault-mix: {e}")))?;
+        Some(mix)
+    };
     let keys_given = a.access_key.is_some();
     let opts = EmulatorOptions {
         access_key: a
@@ -80,6 +91,11 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
 
     let emulator = Emulator::new(opts);
     let control = emulator.control();
+    if let Some(mix) = &mix {
+        control
+            .set_fault_mix(mix.clone())
+            .map_err(|e| CommandError::new(USAGE, format!("--fault-mix: {e}")))?;
+    }
     let ids = control.add_channels(a.channels, "ls-emulator");
     for id in ids.iter().take(a.live) {
         control
@@ -110,6 +126,14 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
         ids.len(),
         ids.len().min(a.live)
     );
+    if let Some(mix) = &mix {
+        let _ = writeln!(
+            out,
+            "  fault mix:  {} (--fault-seed {} replays it)",
+            a.fault_mix.join(" "),
+            mix.seed
+        );
+    }
     let _ = writeln!(out, "configuration for lsrecd:");
     let _ = writeln!(out, "  [api]");
     let _ = writeln!(out, "  endpoint = \"http://{addr}\"");

@@ -8,7 +8,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::App;
 use super::faults::{Fault, Operation};
@@ -150,8 +150,12 @@ pub(crate) async fn handle(State(app): State<App>, req: Request) -> Response {
             _ => {}
         }
         let fault = st.faults.take_response_fault(op, route.channel());
-        if fault.is_some() {
+        if let Some(f) = &fault {
             st.counters.faults_injected += 1;
+            *st.counters
+                .faults_by_kind
+                .entry(f.kind().to_string())
+                .or_default() += 1;
         }
         fault
     };
@@ -195,6 +199,24 @@ pub(crate) async fn handle(State(app): State<App>, req: Request) -> Response {
         Some(Fault::Hold) => {
             hold(app.shutdown.clone()).await;
             return gateway::server_error(503);
+        }
+        Some(Fault::LateApply { hold_ms }) => {
+            // The operation is done in a task of its own: when the client gives up and
+            // disconnects, this request's future is dropped, and the backend applies it anyway.
+            let (applied, done) = oneshot::channel();
+            let backend = app.clone();
+            let wait = Duration::from_millis(*hold_ms);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = answer(&backend, region, &route, &uri, &body);
+                backend.shared.lock().counters.late_applied += 1;
+                let _ = applied.send(());
+            });
+            tokio::select! {
+                _ = done => {}
+                _ = hold(app.shutdown.clone()) => {}
+            }
+            return gateway::server_error(504);
         }
         _ => {}
     }

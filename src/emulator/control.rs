@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::faults::{Fault, FaultRule, Operation};
+use super::mix::{FaultMix, FaultMixError, MixEntry};
 use super::options::{Behaviour, Lifecycle};
 use super::state::{ChannelSpec, ControlError, Counters, duration_ms};
 use super::{App, Shared};
@@ -96,6 +97,24 @@ impl Control {
     /// Removes every fault rule.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
+    }
+
+    /// Sets the fault mix that requests no fault rule matches draw from (replacing any mix
+    /// before it; the draws start afresh from its seed). Refuses a mix that does not check.
+    pub fn set_fault_mix(&self, mix: FaultMix) -> Result<(), FaultMixError> {
+        mix.check()?;
+        self.shared.lock().faults.set_mix(Some(mix));
+        Ok(())
+    }
+
+    /// Removes the fault mix (fault rules stay).
+    pub fn clear_fault_mix(&self) {
+        self.shared.lock().faults.set_mix(None);
+    }
+
+    /// The fault mix in use, if any.
+    pub fn fault_mix(&self) -> Option<FaultMix> {
+        self.shared.lock().faults.mix().cloned()
     }
 
     /// Replaces the answers chosen where the API is undefined.
@@ -202,6 +221,10 @@ pub(crate) fn router() -> Router<App> {
         .route("/clock", get(clock).put(set_clock))
         .route("/advance", post(advance))
         .route("/faults", post(add_fault).delete(clear_faults))
+        .route(
+            "/fault_mix",
+            get(fault_mix).put(set_fault_mix).delete(clear_fault_mix),
+        )
         .route("/counters", get(counters).delete(reset_counters))
         .route("/behaviour", get(behaviour).put(set_behaviour))
         .route("/lifecycle", put(set_lifecycle))
@@ -353,6 +376,44 @@ async fn add_fault(State(app): State<App>, Json(rule): Json<FaultRule>) -> Statu
 
 async fn clear_faults(State(app): State<App>) -> StatusCode {
     control(&app).clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+/// `PUT /_emulator/fault_mix`: entries in JSON, in the text form, or both; a random seed when
+/// none is given (the answer shows it).
+#[derive(Deserialize)]
+struct MixRequest {
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    entries: Vec<MixEntry>,
+    #[serde(default)]
+    spec: Vec<String>,
+}
+
+async fn fault_mix(State(app): State<App>) -> Json<Option<FaultMix>> {
+    Json(control(&app).fault_mix())
+}
+
+async fn set_fault_mix(State(app): State<App>, Json(request): Json<MixRequest>) -> Response {
+    let seed = request.seed.unwrap_or_else(rand::random);
+    let mix = FaultMix::from_specs(seed, &request.spec).and_then(|parsed| {
+        let mut entries = request.entries;
+        entries.extend(parsed.entries);
+        FaultMix::new(seed, entries)
+    });
+    match mix.and_then(|mix| control(&app).set_fault_mix(mix.clone()).map(|()| mix)) {
+        Ok(mix) => Json(mix).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn clear_fault_mix(State(app): State<App>) -> StatusCode {
+    control(&app).clear_fault_mix();
     StatusCode::NO_CONTENT
 }
 

@@ -5,11 +5,13 @@
 //! in the order they were added. Two faults change what happens to records instead of the
 //! answer ([`Fault::ProcessingFail`], [`Fault::TransferFail`]); they are consumed when records
 //! are created (`startRecord`, or a channel with `immediateOnAir` going live) or uploaded.
+//! A request no rule matches draws from the fault mix, when one is set (`super::mix`).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::mix::{ActiveMix, FaultMix};
 use super::options::LiveStationError;
 
 /// An API operation of the emulated service.
@@ -80,6 +82,13 @@ pub enum Fault {
     ApplyThenDrop,
     /// Do the operation, then answer with its status and a truncated JSON body.
     MalformedBody,
+    /// Hold the request for `hold_ms`, then do the operation and answer 504 with the gateway's
+    /// `Endpoint Timeout` body: a backend that applies a request after the gateway (and usually
+    /// the client) gave up on it. The operation is done even if the client has disconnected.
+    LateApply {
+        #[serde(default = "default_late_hold_ms")]
+        hold_ms: u64,
+    },
     /// Records created by the matched call end in `PROCESSING_FAIL`.
     ProcessingFail,
     /// Records created (or uploaded) by the matched call end in `TRANSFER_FAIL`.
@@ -98,6 +107,33 @@ impl Fault {
     pub fn is_record_outcome(&self) -> bool {
         matches!(self, Fault::ProcessingFail | Fault::TransferFail)
     }
+
+    /// The fault's `kind` as spelled in JSON and in a mix specification.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Status5xx { .. } => "status_5xx",
+            Fault::GatewayError { .. } => "gateway_error",
+            Fault::LiveStationError { .. } => "live_station_error",
+            Fault::RateLimit { .. } => "rate_limit",
+            Fault::Latency { .. } => "latency",
+            Fault::Hold => "hold",
+            Fault::ApplyThen502 => "apply_then_502",
+            Fault::ApplyThenHold => "apply_then_hold",
+            Fault::ApplyThenDrop => "apply_then_drop",
+            Fault::MalformedBody => "malformed_body",
+            Fault::LateApply { .. } => "late_apply",
+            Fault::ProcessingFail => "processing_fail",
+            Fault::TransferFail => "transfer_fail",
+        }
+    }
+}
+
+/// How long [`Fault::LateApply`] holds a request when not told: longer than the timeouts tests
+/// give lsrecd, shorter than their `api.timeout` + `api.landing_margin`.
+pub const DEFAULT_LATE_HOLD_MS: u64 = 5_000;
+
+fn default_late_hold_ms() -> u64 {
+    DEFAULT_LATE_HOLD_MS
 }
 
 /// One fault to inject: what, where, how often.
@@ -149,10 +185,12 @@ impl FaultRule {
     }
 }
 
-/// The active rules, in the order they were added.
-#[derive(Clone, Debug, Default)]
+/// The active rules, in the order they were added, and the fault mix drawn from when no rule
+/// matches.
+#[derive(Debug, Default)]
 pub(crate) struct FaultTable {
     rules: Vec<FaultRule>,
+    mix: Option<ActiveMix>,
 }
 
 impl FaultTable {
@@ -162,17 +200,29 @@ impl FaultTable {
         }
     }
 
+    /// Removes every rule (the mix stays).
     pub(crate) fn clear(&mut self) {
         self.rules.clear();
     }
 
-    /// The fault that shapes the answer to this request, if any; consumes one use of it.
+    /// Replaces the mix; its draws start afresh from its seed.
+    pub(crate) fn set_mix(&mut self, mix: Option<FaultMix>) {
+        self.mix = mix.map(ActiveMix::new);
+    }
+
+    pub(crate) fn mix(&self) -> Option<&FaultMix> {
+        self.mix.as_ref().map(ActiveMix::mix)
+    }
+
+    /// The fault that shapes the answer to this request, if any: the first matching rule (one
+    /// use of it is consumed), else a draw from the mix.
     pub(crate) fn take_response_fault(
         &mut self,
         op: Operation,
         channel: Option<&str>,
     ) -> Option<Fault> {
         self.take(op, channel, false)
+            .or_else(|| self.mix.as_mut().and_then(|m| m.draw(op)))
     }
 
     /// The fault that decides how records made by this call end, if any; consumes one use.
@@ -256,6 +306,44 @@ mod tests {
             Some(Fault::ProcessingFail)
         );
         assert_eq!(t.take_record_fault(Operation::StartRecord, Some("a")), None);
+    }
+
+    #[test]
+    fn a_matching_rule_comes_before_the_mix_and_clearing_rules_keeps_the_mix() {
+        let mut t = FaultTable::default();
+        t.set_mix(Some(
+            FaultMix::new(1, crate::emulator::mix::parse_spec("hold=100").unwrap()).unwrap(),
+        ));
+        t.add(FaultRule::new(Operation::StartRecord, Fault::ApplyThen502).times(1));
+        assert_eq!(
+            t.take_response_fault(Operation::StartRecord, Some("a")),
+            Some(Fault::ApplyThen502)
+        );
+        assert_eq!(
+            t.take_response_fault(Operation::StartRecord, Some("a")),
+            Some(Fault::Hold)
+        );
+        t.clear();
+        assert_eq!(
+            t.take_response_fault(Operation::ListChannels, None),
+            Some(Fault::Hold)
+        );
+        t.set_mix(None);
+        assert_eq!(t.take_response_fault(Operation::ListChannels, None), None);
+    }
+
+    #[test]
+    fn late_apply_reads_from_json_with_a_default_hold() {
+        let f: Fault = serde_json::from_str(r#"{"kind":"late_apply"}"#).unwrap();
+        assert_eq!(
+            f,
+            Fault::LateApply {
+                hold_ms: DEFAULT_LATE_HOLD_MS
+            }
+        );
+        let f: Fault = serde_json::from_str(r#"{"kind":"late_apply","hold_ms":1500}"#).unwrap();
+        assert_eq!(f, Fault::LateApply { hold_ms: 1500 });
+        assert_eq!(f.kind(), "late_apply");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - `api`: routing, region check, fault injection and the Live Station answers.
 //! - `state`: channels, records and the record lifecycle, as pure functions of time.
 //! - `faults`: [`Operation`], [`Fault`], [`FaultRule`].
+//! - `mix`: [`FaultMix`], a seeded probabilistic fault mix, and its text form.
 //! - `options`: [`EmulatorOptions`], [`Lifecycle`], [`Behaviour`].
 //! - `control`: [`Control`] and the HTTP control API.
 //!
@@ -23,7 +24,9 @@
 //! 2. Routing: anything else → 404, `"300"`, `URL not found.`
 //! 3. Region: `x-ncp-region_code` missing → 400 `250003 REQUIRED_HEADER`; not the prefix's region
 //!    → 400 `250020 OPEN_API_INVALID_REGION_CODE`.
-//! 4. Fault rules ([`Fault`]), then the operation.
+//! 4. Fault rules ([`FaultRule`]), else a draw from the fault mix ([`FaultMix`]), then the
+//!    operation. A `late_apply` fault does the operation in a task of its own after holding the
+//!    request, so it happens even when the client gave up and disconnected.
 //!
 //! Every answer carries `Date` (from the gateway clock, see [`Control::set_clock_offset`]) and
 //! `x-ncp-trace-id`.
@@ -72,7 +75,9 @@
 //! | `GET /_emulator/channels/{id}/records`, `GET /_emulator/records[?channel=id]` | `{"records":[{"recordId":..,..}]}` (deleted ones too) |
 //! | `GET /_emulator/clock`, `PUT /_emulator/clock` `{"offset_ms":-420000}` | gateway clock offset |
 //! | `POST /_emulator/advance` `{"ms":259200000}` | [`Control::advance`] |
-//! | `POST /_emulator/faults` with a [`FaultRule`] (`{"operation":"start_record","times":1,"fault":{"kind":"apply_then_502"}}`), `DELETE /_emulator/faults` | add / clear |
+//! | `POST /_emulator/faults` with a [`FaultRule`] (`{"operation":"start_record","times":1,"fault":{"kind":"apply_then_502"}}`), `DELETE /_emulator/faults` | add / clear the rules |
+//! | `PUT /_emulator/fault_mix` `{"seed":7,"spec":["status_5xx=20,rate_limit=10:retry_after=1"],"entries":[{"operation":"start_record","percent":50,"fault":{"kind":"late_apply","hold_ms":5000}}]}` (either list may be left out; no seed: a random one) | sets the [`FaultMix`], answers it with its seed; 400 with the reason if it does not check |
+//! | `GET /_emulator/fault_mix`, `DELETE /_emulator/fault_mix` | the mix (`null` if none) / remove it |
 //! | `GET /_emulator/counters`, `DELETE /_emulator/counters` | [`Counters`] / reset |
 //! | `GET`/`PUT /_emulator/behaviour` | [`Behaviour`] (partial JSON keeps the other defaults) |
 //! | `PUT /_emulator/lifecycle` `{"processing_ms":2000,"transfer_ms":2000,"retention_ms":259200000}` | [`Lifecycle`] |
@@ -81,6 +86,7 @@ mod api;
 mod control;
 mod faults;
 mod gateway;
+mod mix;
 mod options;
 mod state;
 
@@ -98,7 +104,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use control::Control;
-pub use faults::{Fault, FaultRule, Operation};
+pub use faults::{DEFAULT_LATE_HOLD_MS, Fault, FaultRule, Operation};
+pub use mix::{FaultMix, FaultMixError, MixEntry, parse_spec as parse_fault_mix};
 pub use options::{
     Behaviour, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, EmulatorOptions, Lifecycle,
     LiveStationError, WhileIdle, WhileRecording,

@@ -174,8 +174,13 @@ pub struct Counters {
     pub start_while_recording_by_channel: BTreeMap<String, u64>,
     /// Requests the gateway answered 401.
     pub auth_failures: u64,
-    /// Requests whose answer a fault rule shaped.
+    /// Requests whose answer a fault rule or the fault mix shaped.
     pub faults_injected: u64,
+    /// The same, per fault kind (`status_5xx`, `late_apply`, …).
+    pub faults_by_kind: BTreeMap<String, u64>,
+    /// Operations a `late_apply` fault carried out after holding the request, whether or not
+    /// the client was still waiting (and whatever the operation's own outcome).
+    pub late_applied: u64,
     /// Recordings started, by `startRecord` or by `immediateOnAir`.
     pub recordings_started: u64,
 }

@@ -34,7 +34,7 @@
 //! up, or at once for a refusal), and one closing event: `started`/`stopped` with the time and
 //! attempts it took, or `unrecorded` when the claim ends first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::livestation::{ApiError, ChannelStatus, LiveStation, Record, RecordSet, Sent};
 use crate::store::{
@@ -209,6 +209,37 @@ impl Actions {
         self.landing = landing;
     }
 
+    /// Takes the channel's part out (its slot and its outcomes awaiting a database), to act on
+    /// the channel while other channels are acted on: a call that hangs until `api.timeout`
+    /// then holds up only its own channel. [`Actions::rejoin`] puts the part back.
+    pub(crate) fn detach(&mut self, channel_id: &str) -> Actions {
+        let mut part = Actions::new(self.policy, self.landing);
+        if let Some(slot) = self.slots.remove(channel_id) {
+            part.slots.insert(channel_id.to_string(), slot);
+        }
+        let (own, rest) = std::mem::take(&mut self.unwritten)
+            .into_iter()
+            .partition(|u| u.channel_id == channel_id);
+        self.unwritten = rest;
+        part.unwritten = own;
+        part
+    }
+
+    /// Puts back a part taken with [`Actions::detach`], with whatever happened to it.
+    pub(crate) fn rejoin(&mut self, part: Actions) {
+        self.slots.extend(part.slots);
+        self.unwritten.extend(part.unwritten);
+    }
+
+    /// Whether a step on the channel may call the API: something is to be started or stopped,
+    /// or a job is in progress.
+    pub(crate) fn may_call(&self, channel_id: &str, desired: Option<&Decision>) -> bool {
+        matches!(
+            desired,
+            Some(Decision::Start { .. } | Decision::Stop { .. })
+        ) || self.slots.get(channel_id).is_some_and(|s| s.job.is_some())
+    }
+
     /// Whether a refused start blocks new starts on the channel.
     pub(crate) fn start_blocked(&self, channel_id: &str) -> bool {
         self.slots
@@ -234,6 +265,19 @@ impl Actions {
         self.slots
             .iter()
             .filter(|(_, s)| s.job.as_ref().is_some_and(|j| j.unclear.is_some()))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Channels with a start whose outcome is not known yet.
+    pub(crate) fn unsettled_starts(&self) -> HashSet<String> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| {
+                s.job
+                    .as_ref()
+                    .is_some_and(|j| j.op == Op::Start && j.unclear.is_some())
+            })
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -404,10 +448,7 @@ impl Actions {
         // It did not take effect, or a start took effect and its recording already ended:
         // records tell, and only change the label.
         let ended_since = match job.op {
-            Op::Start => match self
-                .began_since(ctx, channel_id, unclear.sent_at, now)
-                .await
-            {
+            Op::Start => match self.began_since(ctx, channel_id, unclear.sent_at).await {
                 Some(began) => began,
                 None if seen.channel.channel_status.is_live() => false,
                 // Nothing is wanted from a channel that does not publish: settle it later.
@@ -485,14 +526,14 @@ impl Actions {
         ctx: &Ctx<'_, A>,
         channel_id: &str,
         sent_at: i64,
-        now: i64,
     ) -> Option<bool> {
+        let as_of = ctx.clock.stamp();
         match ctx.api.list_records(channel_id).await {
             Ok(reply) => {
                 ctx.notes.api_answered();
                 let records = reply.value.records;
                 let began = started_since(ctx, &records, sent_at).await;
-                if let Err(e) = ctx.store.upsert_records(&records, now).await {
+                if let Err(e) = ctx.store.upsert_records(&records, as_of).await {
                     tracing::warn!(channel_id, error = %e, "records read to settle a start could not be stored");
                 }
                 Some(began)

@@ -13,9 +13,11 @@ use crate::config::Config;
 use crate::livestation::{LiveStation, RecordStatus};
 use crate::store::{ActionOutcome, ActionState, EventKind, Mutation, NewAction, Trigger};
 
+use futures_util::{StreamExt as _, stream};
+
 use super::decide::human_ms;
 use super::view::ChannelView;
-use super::{Ctx, EngineError};
+use super::{CONCURRENT_CHANNELS, Ctx, EngineError};
 
 /// What the follow part remembers between ticks.
 #[derive(Debug, Default)]
@@ -44,12 +46,16 @@ impl Follower {
     /// configured channel in turn is read too: a recording that began and ended between two
     /// polls (a short stream on an immediateOnAir channel) changes nothing the channel list
     /// shows, and would otherwise never be stored. Every channel is swept within (configured
-    /// channels × poll_interval), well inside Live Station's retention.
+    /// channels × poll_interval), well inside Live Station's retention. `starting` are the
+    /// channels with a start of lsrecd's whose outcome is not known yet: a new recording there
+    /// is not reported as someone else's (settling the start tells whose it is).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn follow<A: LiveStation>(
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
         view: &ChannelView,
+        starting: &HashSet<String>,
         now: i64,
         all: bool,
         sweep: bool,
@@ -75,18 +81,36 @@ impl Follower {
             channels.retain(|id| configured.contains(id.as_str()));
             self.pending.retain(|id| configured.contains(id.as_str()));
         }
-        for channel_id in channels {
-            match ctx.api.list_records(&channel_id).await {
+        // Read side by side (a read hanging until `api.timeout` holds up no other channel's),
+        // stored one by one in channel order.
+        let reads: Vec<_> = stream::iter(channels)
+            .map(|channel_id| async move {
+                // Records are stamped with when they were read, not with the tick's start: a
+                // start sent earlier in this tick must not find its own record "seen before it
+                // was sent".
+                let as_of = ctx.clock.stamp();
+                let read = ctx.api.list_records(&channel_id).await;
+                (channel_id, as_of, read)
+            })
+            .buffered(CONCURRENT_CHANNELS)
+            .collect()
+            .await;
+        for (channel_id, as_of, read) in reads {
+            match read {
                 Ok(reply) => {
                     ctx.notes.api_answered();
                     for s in &reply.value.skipped {
                         tracing::warn!(channel_id = %channel_id, entry = %s, "record entry could not be read; skipped");
                     }
-                    let changes = ctx.store.upsert_records(&reply.value.records, now).await?;
+                    let changes = ctx
+                        .store
+                        .upsert_records(&reply.value.records, as_of)
+                        .await?;
                     for c in changes {
                         report_change(
                             ctx,
                             &channel_id,
+                            starting.contains(&channel_id),
                             c.record_id,
                             c.previous_status.as_deref(),
                             &c.status,
@@ -114,6 +138,7 @@ fn configured_ids(config: &Config) -> HashSet<&str> {
 async fn report_change<A: LiveStation>(
     ctx: &Ctx<'_, A>,
     channel_id: &str,
+    starting: bool,
     record_id: i64,
     old: Option<&str>,
     new: &str,
@@ -122,6 +147,7 @@ async fn report_change<A: LiveStation>(
     let status = RecordStatus::parse(new);
     if old.is_none()
         && status == RecordStatus::Recording
+        && !starting
         && !ctx
             .store
             .owned_recordings_open()

@@ -7,8 +7,8 @@
 //!    and let each observation settle unclear requests ([`actions`]);
 //! 3. move schedule occurrences along ([`occurrences`]);
 //! 4. derive each configured channel's claims ([`claims`]), decide ([`decide::decide`], pure)
-//!    and act through the journal ([`actions`]);
-//! 5. follow records and guard retention ([`follow`]).
+//!    and act through the journal ([`actions`]), channels with something to send side by side;
+//! 5. follow records (read side by side) and guard retention ([`follow`]).
 //!
 //! [`Engine::run`] repeats ticks at `poll_interval`, sooner when a schedule fires, a retry or a
 //! window end falls due, or a callback hints at a channel.
@@ -45,6 +45,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{StreamExt as _, stream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -173,6 +174,11 @@ struct DatabaseOutage {
 /// How often a continuing database outage is logged again.
 const DATABASE_OUTAGE_LOG_EVERY_MS: i64 = 60_000;
 
+/// How many channels are acted on (or have their records read) at once. Calls still go out
+/// at most `api.max_rps`; this bounds how many can be in flight, so that one call hanging until
+/// `api.timeout` does not hold up every other channel of the tick.
+pub(crate) const CONCURRENT_CHANNELS: usize = 32;
+
 /// Wake-ups closer together than this are merged into one tick.
 const MIN_TICK_GAP: Duration = Duration::from_millis(500);
 /// How often old actions and events are pruned.
@@ -257,7 +263,15 @@ impl<A: LiveStation> Engine<A> {
             clock: &clock,
         };
         self.follower
-            .follow(&ctx, &self.config, &self.view, now, true, false)
+            .follow(
+                &ctx,
+                &self.config,
+                &self.view,
+                &self.actions.unsettled_starts(),
+                now,
+                true,
+                false,
+            )
             .await?;
         Ok(true)
     }
@@ -312,6 +326,7 @@ impl<A: LiveStation> Engine<A> {
                     &ctx,
                     &self.config,
                     &self.view,
+                    &self.actions.unsettled_starts(),
                     now,
                     false,
                     self.focus.is_none(),
@@ -700,12 +715,65 @@ impl<A: LiveStation> Engine<A> {
             notes: &self.notes,
             clock,
         };
+        // Channels that may call the API are acted on side by side, each with its own part of
+        // the action state and of the view, so that a call hanging until `api.timeout` delays
+        // only its own channel; the others (nothing to send) in place.
+        let mut parts = Vec::new();
+        let mut decided = Vec::new();
+        let mut failed = None;
         for state in states {
             let desired = decide::decide(&state, now);
-            let applied = self
+            if self.actions.may_call(&state.channel_id, desired.as_ref()) {
+                let actions = self.actions.detach(&state.channel_id);
+                let view = self.view.detach(&state.channel_id);
+                parts.push((state, desired, actions, view));
+                continue;
+            }
+            match self
                 .actions
                 .step(&ctx, &mut self.view, &state, desired.clone(), now)
-                .await?;
+                .await
+            {
+                Ok(applied) => decided.push((state, desired, applied)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Nothing more is sent in a tick whose database writes fail.
+            for (_, _, actions, view) in parts {
+                self.actions.rejoin(actions);
+                self.view.rejoin(view);
+            }
+            return Err(e);
+        }
+        let acted: Vec<_> = stream::iter(parts)
+            .map(|(state, desired, mut actions, mut view)| {
+                let ctx = &ctx;
+                async move {
+                    let applied = actions
+                        .step(ctx, &mut view, &state, desired.clone(), now)
+                        .await;
+                    (state, desired, applied, actions, view)
+                }
+            })
+            .buffered(CONCURRENT_CHANNELS)
+            .collect()
+            .await;
+        // Every part is put back, whatever happened to the others: a part holds what was sent.
+        for (state, desired, applied, actions, view) in acted {
+            self.actions.rejoin(actions);
+            self.view.rejoin(view);
+            match applied {
+                Ok(applied) => decided.push((state, desired, applied)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        for (state, desired, applied) in decided {
             if let Some(applied) = applied {
                 note_applied(
                     (&mut self.claims, &mut self.follower),
@@ -725,7 +793,7 @@ impl<A: LiveStation> Engine<A> {
                 report.unrecorded += 1;
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -778,6 +846,189 @@ fn next_tick_at(tick_started: i64, poll: Duration, retries: impl Iterator<Item =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::livestation::client::{Permit, Reply, Sent};
+    use crate::livestation::memory::{self, Behaviour, MemoryLiveStation};
+    use crate::livestation::{Channel, ChannelPage, Operation, RecordSet};
+    use crate::store::ActionState;
+
+    const CH: &str = "ls-unit";
+
+    /// The in-memory Live Station as over a network: reads of one channel take
+    /// `read_latency`, and the calls listed in `held` wait until the test opens `gate`.
+    struct Network {
+        inner: Arc<MemoryLiveStation>,
+        read_latency: Duration,
+        held: Vec<(Operation, &'static str)>,
+        gate: Arc<tokio::sync::Semaphore>,
+        /// Held calls that have arrived (and wait, or waited, at the gate).
+        arrived: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Network {
+        fn new(inner: Arc<MemoryLiveStation>) -> Network {
+            Network {
+                inner,
+                read_latency: Duration::ZERO,
+                held: Vec::new(),
+                gate: Arc::new(tokio::sync::Semaphore::new(0)),
+                arrived: Arc::default(),
+            }
+        }
+
+        async fn pass(&self, op: Operation, channel_id: &str) {
+            if self.held.iter().any(|(o, c)| *o == op && *c == channel_id) {
+                self.arrived
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = self.gate.acquire().await.map(|p| p.forget());
+            }
+        }
+    }
+
+    impl LiveStation for Network {
+        async fn list_channels_page(
+            &self,
+            page_no: u32,
+            page_size: u32,
+        ) -> Result<Reply<ChannelPage>, ApiError> {
+            self.inner.list_channels_page(page_no, page_size).await
+        }
+
+        async fn get_channel(&self, channel_id: &str) -> Result<Reply<Channel>, ApiError> {
+            // Latency of the call, not a wait for a condition.
+            tokio::time::sleep(self.read_latency).await;
+            self.inner.get_channel(channel_id).await
+        }
+
+        async fn list_records(&self, channel_id: &str) -> Result<Reply<RecordSet>, ApiError> {
+            self.pass(Operation::ListRecords, channel_id).await;
+            self.inner.list_records(channel_id).await
+        }
+
+        async fn ready(&self) -> Permit {
+            self.inner.ready().await
+        }
+
+        async fn start_record(&self, channel_id: &str, permit: Permit) -> Sent<RecordSet> {
+            self.pass(Operation::StartRecord, channel_id).await;
+            self.inner.start_record(channel_id, permit).await
+        }
+
+        async fn stop_record(&self, channel_id: &str, permit: Permit) -> Sent<RecordSet> {
+            self.inner.stop_record(channel_id, permit).await
+        }
+
+        async fn upload(
+            &self,
+            bucket: &str,
+            record_ids: &[i64],
+        ) -> Result<Reply<serde_json::Value>, ApiError> {
+            self.inner.upload(bucket, record_ids).await
+        }
+
+        fn clock_skew(&self) -> Option<chrono::TimeDelta> {
+            self.inner.clock_skew()
+        }
+    }
+
+    /// Checks `condition` every 10 ms for up to 5 s.
+    async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        condition()
+    }
+
+    fn config(dir: &std::path::Path) -> Arc<Config> {
+        config_with(dir, &[CH])
+    }
+
+    fn config_with(dir: &std::path::Path, channels: &[&str]) -> Arc<Config> {
+        let mut text = format!(
+            r#"[api]
+endpoint = "http://127.0.0.1:9"
+region = "KR"
+access_key = "UNIT-ACCESS"
+secret_key = "unit-secret"
+timeout = "2s"
+landing_margin = "5s"
+
+[daemon]
+database = "{db}"
+poll_interval = "1s"
+"#,
+            db = dir.join("unit.db").display()
+        );
+        for id in channels {
+            text.push_str(&format!(
+                "\n[[channel]]\nid = \"{id}\"\nrecord_when_live = true\n"
+            ));
+        }
+        Arc::new(Config::from_str(&text, &dir.join("config.toml")).expect("a valid configuration"))
+    }
+
+    #[tokio::test]
+    async fn a_start_with_a_lost_answer_whose_record_is_read_in_its_own_tick_is_lsrecds_even_once_it_ended()
+     {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        api.add_channel(CH, true);
+        // The start takes effect, but its answer is lost.
+        api.script(
+            Operation::StartRecord,
+            Behaviour::ApplyThenFail(memory::server_error(502)),
+        );
+        let network = Network {
+            read_latency: Duration::from_millis(50),
+            ..Network::new(api.clone())
+        };
+        let mut engine = Engine::new(config(dir.path()), network, store.clone(), 1_000);
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        // The start leaves after the pre-start read, some 50 ms into the tick; the same tick's
+        // sweep reads the channel's records and stores the new one.
+        engine.tick(1_000).await.expect("tick");
+        assert_eq!(api.starts_applied(), 1);
+        let state: String = sqlx::query_scalar("SELECT state FROM actions")
+            .fetch_one(store.reader())
+            .await
+            .expect("one action");
+        assert_eq!(state, "AMBIGUOUS");
+        let tracked: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'tracked'")
+            .fetch_one(store.reader())
+            .await
+            .expect("events");
+        assert_eq!(
+            tracked, 0,
+            "the recording may be lsrecd's own: not someone else's"
+        );
+        // The stream ends before lsrecd looks again; it looks once the start can no longer land.
+        api.set_publishing(CH, false);
+        engine.tick(1_000 + 7_500).await.expect("tick");
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, error_message FROM actions")
+                .fetch_all(store.reader())
+                .await
+                .expect("actions");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            rows[0].0,
+            ActionState::Reconciled.as_str(),
+            "the recording it made is lsrecd's: {rows:?}"
+        );
+        let unrecorded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'unrecorded'")
+                .fetch_one(store.reader())
+                .await
+                .expect("events");
+        assert_eq!(unrecorded, 0, "the claim was recorded");
+        assert_eq!(api.calls(Operation::StartRecord), 1);
+    }
 
     #[test]
     fn the_next_poll_is_one_interval_after_the_start_of_the_last_tick_however_long_it_took() {
@@ -792,5 +1043,91 @@ mod tests {
             next_tick_at(10_000, poll, [13_000, 10_500].into_iter()),
             10_500
         );
+    }
+
+    #[tokio::test]
+    async fn a_start_that_hangs_on_one_channel_does_not_hold_up_the_start_of_another() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        api.add_channel("a", true);
+        api.add_channel("b", true);
+        let network = Network {
+            held: vec![(Operation::StartRecord, "a")],
+            ..Network::new(api.clone())
+        };
+        let gate = network.gate.clone();
+        let mut engine = Engine::new(
+            config_with(dir.path(), &["a", "b"]),
+            network,
+            store.clone(),
+            1_000,
+        );
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        // While the start on "a" hangs (until the test opens the gate), "b" is started.
+        let watch = async {
+            let b_started = eventually(|| api.channel("b").is_some_and(|c| c.is_recording)).await;
+            gate.add_permits(1);
+            b_started
+        };
+        let (ticked, b_started) = tokio::join!(engine.tick(1_000), watch);
+        let report = ticked.expect("tick");
+        assert!(b_started, "b waited for a's start to be answered");
+        assert_eq!(report.starts, 2);
+        assert_eq!(api.starts_applied(), 2);
+        let journal: Vec<(String, String)> =
+            sqlx::query_as("SELECT channel_id, state FROM actions ORDER BY channel_id")
+                .fetch_all(store.reader())
+                .await
+                .expect("actions");
+        assert_eq!(
+            journal,
+            [
+                ("a".into(), "SUCCEEDED".into()),
+                ("b".into(), "SUCCEEDED".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn records_of_several_channels_are_read_side_by_side() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        for id in ["a", "b"] {
+            api.add_channel(id, true);
+            // Recording (started elsewhere): a restart reads their records.
+            let permit = api.ready().await;
+            let _ = api.start_record(id, permit).await;
+        }
+        let network = Network {
+            held: vec![(Operation::ListRecords, "a"), (Operation::ListRecords, "b")],
+            ..Network::new(api.clone())
+        };
+        let (gate, arrived) = (network.gate.clone(), network.arrived.clone());
+        let mut engine = Engine::new(
+            config_with(dir.path(), &["a", "b"]),
+            network,
+            store.clone(),
+            1_000,
+        );
+        // The restart reads both channels' records; both reads are in flight at once.
+        let watch = async {
+            let both = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 2).await;
+            gate.add_permits(2);
+            both
+        };
+        let (reconciled, both) = tokio::join!(engine.reconcile(1_000), watch);
+        assert!(reconciled.expect("reconcile"));
+        assert!(both, "the second read waited for the first");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM records")
+            .fetch_one(store.reader())
+            .await
+            .expect("records");
+        assert_eq!(stored, 2);
     }
 }

@@ -92,6 +92,20 @@ impl ChannelView {
         }
     }
 
+    /// Takes the channel's entry out into a view of its own (see `Actions::detach`).
+    pub(crate) fn detach(&mut self, channel_id: &str) -> ChannelView {
+        let mut part = ChannelView::default();
+        if let Some(seen) = self.seen.remove(channel_id) {
+            part.seen.insert(channel_id.to_string(), seen);
+        }
+        part
+    }
+
+    /// Puts back entries taken with [`ChannelView::detach`], as they are now.
+    pub(crate) fn rejoin(&mut self, part: ChannelView) {
+        self.seen.extend(part.seen);
+    }
+
     /// Forgets channels a complete listing did not return.
     pub(crate) fn retain(&mut self, listed: &HashSet<String>) {
         self.seen.retain(|id, _| listed.contains(id));

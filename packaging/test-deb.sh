@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package, installs it on this machine with dpkg, checks what it installed
-# (binary, configuration, unit, user, modes, man page, completions), upgrades it in place, then
-# removes and purges it and checks that nothing is left. Finally it installs it once more on a
-# PATH without systemd-sysusers, to check the adduser fallback, and purges it again.
+# (binary, configuration, unit, user, modes, man page, completions), runs the commands of the
+# runbook (docs/operations.md) against it with a local emulator as Live Station, upgrades it in
+# place, then removes and purges it and checks that nothing is left. Finally it installs it once
+# more on a PATH without systemd-sysusers, to check the adduser fallback, and purges it again.
 #
 #   packaging/test-deb.sh                  cargo deb (the release package), then the checks
 #   packaging/test-deb.sh --debug-build    package target/debug/lsrecd, the binary the test
@@ -10,9 +11,10 @@
 #   packaging/test-deb.sh FILE.deb         the checks on an existing package
 #
 # It changes the machine, so it needs root; it skips, saying so, where dpkg is missing or when
-# not root, and refuses to run where an lsrecd package is already installed. Needs cargo-deb
-# (unless given a .deb), systemd-analyze (package systemd) and man (package man-db); .ci/run
-# installs them.
+# not root, and refuses to run where an lsrecd package is already installed or where the paths
+# the runbook uses hold something. Needs cargo-deb (unless given a .deb), systemd-analyze
+# (package systemd), man (man-db), sqlite3 and curl; .ci/run installs them. With --debug-build it
+# takes about 1.5 minutes on a busy 2-core machine, 35 s of it the runbook's commands (mostly apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +31,8 @@ skip() {
 
 command -v dpkg >/dev/null || skip "dpkg is not installed: the package test needs a Debian-like system"
 [ "$(id -u)" = 0 ] || skip "installing a package needs root"
-for tool in systemd-analyze man runuser flock; do
-    command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install systemd man-db util-linux)"
+for tool in systemd-analyze man runuser setpriv flock sqlite3 curl apt useradd; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install systemd man-db util-linux sqlite3 curl)"
 done
 
 # One run at a time on a machine: the test installs and purges the one lsrecd package.
@@ -43,11 +45,39 @@ case "$(package_state)" in
 *) fail "an lsrecd package is on this machine ($(package_state)); this test installs and purges its own" ;;
 esac
 
+# The runbook's paths, and a user standing for its alice: created and removed by this test, so an
+# operator's are never touched.
+reader=lsrecd-alice
+runbook_paths=(/var/backups/lsrecd /root/lsrecd-move /root/lsrecd-move.db /root/lsrecd-move.tar.gz)
+for path in "${runbook_paths[@]}"; do
+    [ ! -e "$path" ] || fail "$path exists; the runbook's commands would overwrite or remove it"
+done
+! getent passwd "$reader" >/dev/null || fail "a user $reader exists; this test makes and removes its own"
+if (exec 3<>/dev/tcp/127.0.0.1/9464) 2>/dev/null; then
+    fail "127.0.0.1:9464 is in use; the packaged configuration's [metrics] listens there"
+fi
+
 work=$(mktemp -d)
+# User lsrecd reaches the unit's credentials directory inside (and nothing it cannot name).
+chmod 0711 "$work"
+daemon_pid=""
+emulator_pid=""
 user_existed=no
 getent passwd lsrecd >/dev/null && user_existed=yes
 cleanup() {
     status=$?
+    if [ -n "$daemon_pid" ] && [ "$status" != 0 ]; then
+        echo "-- the last lines of lsrecd run's log"
+        tail -n 20 "$work/daemon.log"
+    fi
+    for pid in $daemon_pid $emulator_pid; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if getent passwd "$reader" >/dev/null; then
+        userdel "$reader" 2>/dev/null || true
+    fi
+    rm -rf "${runbook_paths[@]}"
     if [ "$(package_state)" != "" ] && [ "$(package_state)" != not-installed ]; then
         echo "-- cleaning up: purging the package left by a failed check"
         dpkg --purge lsrecd >/dev/null 2>&1 || true
@@ -83,6 +113,7 @@ case "${1:-}" in
 *) fail "usage: $0 [--debug-build | FILE.deb]" ;;
 esac
 [ -f "$deb" ] || fail "no package at '$deb'"
+deb=$(realpath "$deb")
 version=$(dpkg-deb -f "$deb" Version)
 echo "   $deb ($version, $(du -h "$deb" | cut -f1))"
 
@@ -216,6 +247,392 @@ if command -v promtool >/dev/null; then
     promtool check rules /usr/share/doc/lsrecd/examples/prometheus/lsrecd-rules.yml >/dev/null
 fi
 
+# --- the runbook, run ------------------------------------------------------------------------
+# The commands of docs/operations.md, run against the installed package, with a local emulator
+# (loopback only) as Live Station. `runbook` runs runbook lines given verbatim in a heredoc;
+# tests/runbook.rs checks that every command of the runbook's sh blocks is in one of them or in
+# this list of commands not run here, each followed by what runs instead:
+#
+# not run: cargo deb
+#     the package is built at the top of this script (with --debug-build from the debug binary)
+# not run: systemctl daemon-reload
+#     there is no systemd manager; systemd-analyze verify reads the drop-in as it would
+# not run: systemctl enable --now lsrecd
+#     `systemctl enable lsrecd` (which works without a manager), then start_daemon: the unit's
+#     ExecStartPre= and ExecStart= lines as systemd runs them (user and group lsrecd, UMask=0027,
+#     the keys copied into a credentials directory), waiting until /readyz answers 200: the first
+#     poll succeeded, which is what `systemctl enable --now` waits for
+# not run: systemctl start lsrecd
+#     start_daemon
+# not run: systemctl status lsrecd
+#     the daemon is running and /readyz answers 200
+# not run: journalctl -u lsrecd -f
+#     the daemon's stderr goes to $work/daemon.log, whose last lines are printed when a check fails
+# not run: systemctl stop lsrecd
+#     stop_daemon: SIGTERM, then lsrecd must exit 0 within the unit's TimeoutStopSec=15s
+# not run: systemctl disable --now lsrecd
+#     `systemctl disable lsrecd`, then stop_daemon
+#
+# Placeholders of the runbook replaced when run: alice by a throwaway user ($reader), the package
+# files by the package under test (lsrecd_0.1.0-1_amd64.deb) and a copy of it with a higher version
+# (lsrecd_0.2.0-1_amd64.deb), and the date of the backup to restore (2026-11-27) by the date of
+# the backup taken just before.
+runbook_started=$SECONDS
+newer_deb=$work/lsrecd-newer.deb
+backup_date=2026-11-27
+# runbook [--as USER] [--stdin FILE] <<'SH' ...runbook lines... SH: runs the lines with bash -e,
+# as root in $work or as USER (no environment but PATH and HOME) in /, after replacing the
+# placeholders. Prints the lines and their output; the output stays in $work/runbook.out.
+runbook() {
+    local as="" input=/dev/null text line code=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --as) as=$2 ;;
+        --stdin) input=$2 ;;
+        *) fail "runbook: unknown option $1" ;;
+        esac
+        shift 2
+    done
+    text=$(cat)
+    text=${text//alice/$reader}
+    text=${text//.\/target\/debian\/lsrecd_0.1.0-1_amd64.deb/$deb}
+    text=${text//.\/lsrecd_0.1.0-1_amd64.deb/$deb}
+    text=${text//.\/lsrecd_0.2.0-1_amd64.deb/$newer_deb}
+    text=${text//2026-11-27/$backup_date}
+    while IFS= read -r line; do
+        echo "   ${as:-root}\$ $line"
+    done <<<"$text"
+    if [ -n "$as" ]; then
+        (cd / && runuser -u "$as" -- env -i PATH=/usr/bin:/bin HOME=/ bash -e -o pipefail -c "$text") \
+            <"$input" >"$work/runbook.out" 2>&1 || code=$?
+    else
+        (cd "$work" && bash -e -o pipefail -c "$text") <"$input" >"$work/runbook.out" 2>&1 || code=$?
+    fi
+    sed 's/^/      /' "$work/runbook.out"
+    [ "$code" = 0 ] || fail "the runbook's commands above exited $code"
+}
+said() { grep -qE -- "$1" "$work/runbook.out" || fail "the output above does not match '$1'"; }
+
+# wait_for SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it succeeds, for SECONDS at most.
+# What COMMAND last wrote to $work/waited.out is printed when it never succeeds.
+wait_for() {
+    local limit=$1 what=$2 deadline=$((SECONDS + $1))
+    shift 2
+    rm -f "$work/waited.out"
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            [ ! -s "$work/waited.out" ] || cat "$work/waited.out"
+            fail "$what: not within $limit s"
+        fi
+        sleep 0.1
+    done
+}
+# Whether process $1 (a child of this shell) has exited: gone, or a zombie not yet waited for.
+exited() { [ ! -e "/proc/$1" ] || [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+
+# What systemd would do for the unit: run ExecStartPre= and ExecStart= as user and group lsrecd
+# with UMask=0027 and no environment but CREDENTIALS_DIRECTORY, where LoadCredential= put copies
+# of the keys that only lsrecd can read.
+unit_credentials=$work/unit-credentials
+as_service=(setpriv --reuid=lsrecd --regid=lsrecd --init-groups --no-new-privs
+    env -i PATH=/usr/bin:/bin CREDENTIALS_DIRECTORY="$unit_credentials")
+ready() {
+    ! exited "$daemon_pid" || {
+        tail -n 30 "$work/daemon.log"
+        fail "lsrecd run exited while starting (log above)"
+    }
+    [ "$(curl -s -o "$work/waited.out" -w '%{http_code}' http://127.0.0.1:9464/readyz)" = 200 ]
+}
+start_daemon() {
+    local key pre start foreign begun=$SECONDS
+    # What root ran in the state directory (sqlite3, lsrecd status) left nothing lsrecd cannot write.
+    foreign=$(find /var/lib/lsrecd ! -user lsrecd)
+    [ -z "$foreign" ] || fail "not owned by lsrecd: $foreign"
+    rm -rf "$unit_credentials"
+    install -d -m 0500 -o lsrecd -g lsrecd "$unit_credentials"
+    for key in access_key secret_key; do
+        install -m 0400 -o lsrecd -g lsrecd "/etc/lsrecd/$key" "$unit_credentials/$key"
+    done
+    pre=$(sed -n 's/^ExecStartPre=//p' "$unit")
+    start=$(sed -n 's/^ExecStart=//p' "$unit")
+    if [ -z "$pre" ] || [ -z "$start" ]; then
+        fail "no ExecStartPre= or ExecStart= in $unit"
+    fi
+    # The unit's command lines are split into words as systemd does. The daemon is this shell's
+    # child ($daemon_pid is lsrecd itself) and does not inherit the lock on fd 9.
+    # shellcheck disable=SC2086
+    (umask 0027 && exec "${as_service[@]}" $pre) >"$work/start-pre.out" 2>&1 ||
+        fail "ExecStartPre=$pre: $(cat "$work/start-pre.out")"
+    # shellcheck disable=SC2086
+    (umask 0027 && exec "${as_service[@]}" $start) >>"$work/daemon.log" 2>&1 9>&- &
+    daemon_pid=$!
+    wait_for 60 "lsrecd ready (/readyz answering 200)" ready
+    echo "   (lsrecd run, pid $daemon_pid: ready after $((SECONDS - begun)) s)"
+}
+stop_daemon() {
+    local code=0 begun=$SECONDS
+    kill -TERM "$daemon_pid"
+    wait_for 15 "lsrecd exiting after SIGTERM (TimeoutStopSec=15s)" exited "$daemon_pid"
+    wait "$daemon_pid" || code=$?
+    daemon_pid=""
+    [ "$code" = 0 ] || fail "lsrecd run exited $code after SIGTERM: $(tail -n 20 "$work/daemon.log")"
+    echo "   (lsrecd run: exited after $((SECONDS - begun)) s)"
+}
+# db SQL: the answer of the live database, read as operators read it.
+db() { sqlite3 -readonly /var/lib/lsrecd/lsrecd.db "$1" 2>/dev/null; }
+db_says() {
+    db "$1" >"$work/waited.out"
+    [ "$(cat "$work/waited.out")" = "$2" ]
+}
+
+step "runbook: the API keys (typed on stdin as the runbook says, with the newline of Enter)"
+access_key=runbook-access-key
+secret_key=runbook-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+(umask 077 && printf '%s\n' "$access_key" >"$work/access_key.typed")
+(umask 077 && printf '%s\n' "$secret_key" >"$work/secret_key.typed")
+runbook --stdin "$work/access_key.typed" <<'SH'
+sh -c 'umask 077 && cat > /etc/lsrecd/access_key'
+SH
+runbook --stdin "$work/secret_key.typed" <<'SH'
+sh -c 'umask 077 && cat > /etc/lsrecd/secret_key'
+SH
+runbook <<'SH'
+ls -l /etc/lsrecd
+SH
+said '^-rw------- 1 root root .* access_key$'
+said '^-rw------- 1 root root .* secret_key$'
+runbook <<'SH'
+env CREDENTIALS_DIRECTORY=/etc/lsrecd lsrecd check
+SH
+said 'access key from systemd credential /etc/lsrecd/access_key'
+said 'secret key from systemd credential /etc/lsrecd/secret_key'
+
+step "runbook: configure a channel and a schedule, Live Station emulated on 127.0.0.1"
+setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs \
+    lsrecd emulator --listen 127.0.0.1:0 --access-key "$access_key" --secret-key "$secret_key" \
+    --processing 1s >"$work/emulator.out" 2>&1 9>&- &
+emulator_pid=$!
+wait_for 30 "the emulator listening" grep -q '^listening on http://127\.0\.0\.1:' "$work/emulator.out"
+emulator=$(sed -n 's/^listening on //p' "$work/emulator.out")
+channel=ls-20261128000000-Runbk
+curl -sf -X POST -H 'content-type: application/json' "$emulator/_emulator/channels" \
+    -d "{\"id\": \"$channel\", \"name\": \"studio-a\", \"record_type\": \"MANUAL_UPLOAD\", \"status\": \"PUBLISHING\"}" \
+    >/dev/null || fail "the emulator did not take channel $channel"
+sed -i -e "s|^\[api\]\$|[api]\nendpoint = \"$emulator\"|" \
+    -e 's|^\[daemon\]$|[daemon]\npoll_interval = "1s"\nrecord_poll_interval = "1s"|' /etc/lsrecd/config.toml
+cat >>/etc/lsrecd/config.toml <<TOML
+
+[[channel]]
+id = "$channel"
+label = "studio-a"
+record_when_live = true
+
+# 09:00 on 29 February: never during this test, and its next fire times are known.
+[[schedule]]
+name = "leap-day"
+channel = "studio-a"
+cron = "0 9 29 2 *"
+duration = "1h"
+TOML
+mode_is "640 root:lsrecd" /etc/lsrecd/config.toml
+runbook <<'SH'
+env CREDENTIALS_DIRECTORY=/etc/lsrecd lsrecd check --next 3
+SH
+for year in 2028 2032 2036; do said "$year-02-29T09:00:00\\+09:00"; done
+! grep -q 2040-02-29 "$work/runbook.out" || fail "--next 3 printed a fourth fire time"
+cp /etc/lsrecd/config.toml "$work/studio-seoul.toml"
+runbook <<'SH'
+lsrecd check --no-credentials --config ./studio-seoul.toml
+SH
+! grep -qi "key from" "$work/runbook.out" || fail "--no-credentials read a key"
+printf 'unknown_key = 1\n' >>"$work/studio-seoul.toml"
+code=0
+(cd "$work" && lsrecd check --no-credentials --config ./studio-seoul.toml) >"$work/check.out" 2>&1 || code=$?
+[ "$code" = 78 ] || fail "a configuration with an unknown key: exit $code, not 78"
+grep -qE 'studio-seoul\.toml:[0-9]+:[0-9]+: schedule\[0\]\.unknown_key: ' "$work/check.out" ||
+    fail "not FILE:LINE:COLUMN: KEY: MESSAGE: $(cat "$work/check.out")"
+
+step "runbook: first start"
+systemctl enable lsrecd >/dev/null 2>&1 || fail "systemctl enable lsrecd"
+start_daemon
+wait_for 30 "a recording of $channel in the database" db_says "SELECT count(*) FROM active_recordings" 1
+record_id=$(db "SELECT record_id FROM active_recordings")
+metric_is() {
+    curl -s http://127.0.0.1:9464/metrics >"$work/waited.out"
+    grep -qx "$1" "$work/waited.out"
+}
+wait_for 30 "lsrecd_recordings_active 1 in /metrics" metric_is 'lsrecd_recordings_active 1'
+runbook <<'SH'
+curl -s http://127.0.0.1:9464/readyz
+curl -s http://127.0.0.1:9464/metrics | grep -E '^lsrecd_(recordings_active|last_successful_poll)'
+SH
+said '^ready$'
+said '^lsrecd_recordings_active 1$'
+said '^lsrecd_last_successful_poll'
+
+step "runbook: reading the database as a member of the lsrecd group"
+useradd --no-create-home --shell /usr/sbin/nologin --user-group "$reader"
+runbook <<'SH'
+usermod -aG lsrecd alice       # takes effect at alice's next login
+SH
+runbook --as "$reader" <<'SH'
+lsrecd status
+sqlite3 -readonly -header -column /var/lib/lsrecd/lsrecd.db 'SELECT * FROM active_recordings'
+SH
+said "$record_id"
+said 'studio-a'
+if runuser -u "$reader" -- sqlite3 /var/lib/lsrecd/lsrecd.db 'CREATE TABLE intruder(x)' 2>/dev/null; then
+    fail "a member of the lsrecd group changed the database"
+fi
+curl -sf -X POST "$emulator/_emulator/channels/$channel/offline" >/dev/null || fail "emulator: offline"
+wait_for 30 "record $record_id in TRANSFER_READY in the database" \
+    db_says "SELECT status FROM records WHERE record_id = $record_id" TRANSFER_READY
+runbook --as "$reader" <<'SH'
+lsrecd records --status TRANSFER_READY
+SH
+said "$record_id"
+
+step "runbook: backup while lsrecd runs"
+runbook <<'SH'
+install -d -m 0750 -o root -g lsrecd /var/backups/lsrecd
+sqlite3 -readonly /var/lib/lsrecd/lsrecd.db ".backup /var/backups/lsrecd/lsrecd-$(date +%F).db"
+sqlite3 -readonly /var/lib/lsrecd/lsrecd.db "VACUUM INTO '/var/backups/lsrecd/lsrecd-$(date +%F)-compact.db'"
+sqlite3 -readonly /var/backups/lsrecd/lsrecd-$(date +%F).db 'PRAGMA integrity_check'
+SH
+said '^ok$'
+mode_is "750 root:lsrecd" /var/backups/lsrecd
+runuser -u "$reader" -- ls /var/backups/lsrecd >/dev/null || fail "$reader cannot read the backups"
+if runuser -u nobody -- ls /var/backups/lsrecd >/dev/null 2>&1; then
+    fail "anyone can read the backups"
+fi
+if sqlite3 -readonly /var/lib/lsrecd/lsrecd.db "VACUUM INTO '$(find /var/backups/lsrecd -name '*-compact.db')'" 2>/dev/null; then
+    fail "VACUUM INTO overwrote a copy"
+fi
+if sqlite3 -readonly "$work/no-such-copy.db" 'PRAGMA integrity_check' >/dev/null 2>&1; then
+    fail "PRAGMA integrity_check with -readonly passes on a file that does not exist"
+fi
+backup=$(find /var/backups/lsrecd -name 'lsrecd-????-??-??.db')
+backup_date=${backup#/var/backups/lsrecd/lsrecd-}
+backup_date=${backup_date%.db}
+for copy in "$backup" "/var/backups/lsrecd/lsrecd-$backup_date-compact.db"; do
+    [ "$(sqlite3 -readonly "$copy" "SELECT status FROM records WHERE record_id = $record_id")" = TRANSFER_READY ] ||
+        fail "$copy does not hold record $record_id"
+done
+
+step "runbook: restore the backup"
+stop_daemon
+runbook <<'SH'
+install -m 0640 -o lsrecd -g lsrecd /var/backups/lsrecd/lsrecd-2026-11-27.db /var/lib/lsrecd/lsrecd.db
+rm -f /var/lib/lsrecd/lsrecd.db-wal /var/lib/lsrecd/lsrecd.db-shm
+SH
+cmp "$backup" /var/lib/lsrecd/lsrecd.db || fail "the database is not the backup"
+mode_is "640 lsrecd:lsrecd" /var/lib/lsrecd/lsrecd.db
+start_daemon
+
+step "runbook: upgrade (to this package with a higher version)"
+newer_version="${version%-*}+newer-1"
+dpkg-deb -R "$deb" "$work/newer"
+sed -i "s/^Version: .*/Version: $newer_version/" "$work/newer/DEBIAN/control"
+dpkg-deb -Zgzip -b "$work/newer" "$newer_deb" >/dev/null
+runbook <<'SH'
+sqlite3 -readonly /var/lib/lsrecd/lsrecd.db ".backup /var/backups/lsrecd/before-upgrade.db"
+apt install ./lsrecd_0.2.0-1_amd64.deb
+lsrecd --version
+SH
+[ "$(dpkg-query -W -f='${Version}' lsrecd)" = "$newer_version" ] || fail "apt did not install $newer_version"
+said "^lsrecd ${version%-*}\$"
+# Where systemd runs, the package restarts a running lsrecd on the new binary (try-restart; the
+# stubbed-systemd checks below show it): here, by hand.
+stop_daemon
+start_daemon
+
+step "runbook: roll back (to the package under test and the database from before the upgrade)"
+stop_daemon
+echo Y >"$work/yes" # apt asks before it downgrades
+runbook --stdin "$work/yes" <<'SH'
+apt install --allow-downgrades ./lsrecd_0.1.0-1_amd64.deb
+install -m 0640 -o lsrecd -g lsrecd /var/backups/lsrecd/before-upgrade.db /var/lib/lsrecd/lsrecd.db
+rm -f /var/lib/lsrecd/lsrecd.db-wal /var/lib/lsrecd/lsrecd.db-shm
+lsrecd status
+SH
+[ "$(dpkg-query -W -f='${Version}' lsrecd)" = "$version" ] || fail "apt did not go back to $version"
+said "studio-a"
+start_daemon
+
+step "runbook: move to another host (this one: purged, then installed again)"
+systemctl disable lsrecd >/dev/null 2>&1 || fail "systemctl disable lsrecd"
+stop_daemon
+runbook <<'SH'
+sqlite3 -readonly /var/lib/lsrecd/lsrecd.db ".backup /root/lsrecd-move.db"
+tar -C / -czf /root/lsrecd-move.tar.gz etc/lsrecd root/lsrecd-move.db
+rm /root/lsrecd-move.db
+SH
+dpkg -P lsrecd >"$work/move-purge.log" 2>&1 || {
+    cat "$work/move-purge.log"
+    fail "dpkg -P"
+}
+if [ -e /etc/lsrecd ] || [ -e /var/lib/lsrecd ]; then
+    fail "dpkg -P left /etc/lsrecd or /var/lib/lsrecd"
+fi
+runbook <<'SH'
+apt install ./target/debian/lsrecd_0.1.0-1_amd64.deb
+lsrecd --version
+SH
+said "not enabled and not started"
+runbook <<'SH'
+mkdir -m 0700 /root/lsrecd-move
+tar -C /root/lsrecd-move -xzf /root/lsrecd-move.tar.gz
+install -m 0640 -o root -g lsrecd /root/lsrecd-move/etc/lsrecd/config.toml /etc/lsrecd/config.toml
+install -m 0600 -o root -g root /root/lsrecd-move/etc/lsrecd/access_key /root/lsrecd-move/etc/lsrecd/secret_key /etc/lsrecd/
+install -m 0640 -o lsrecd -g lsrecd /root/lsrecd-move/root/lsrecd-move.db /var/lib/lsrecd/lsrecd.db
+rm -rf /root/lsrecd-move /root/lsrecd-move.tar.gz
+env CREDENTIALS_DIRECTORY=/etc/lsrecd lsrecd check
+SH
+said 'secret key from systemd credential /etc/lsrecd/secret_key'
+mode_is "640 root:lsrecd" /etc/lsrecd/config.toml
+mode_is "600 root:root" /etc/lsrecd/secret_key
+mode_is "640 lsrecd:lsrecd" /var/lib/lsrecd/lsrecd.db
+db_says "SELECT status FROM records WHERE record_id = $record_id" TRANSFER_READY ||
+    fail "the moved database does not hold record $record_id"
+systemctl enable lsrecd >/dev/null 2>&1 || fail "systemctl enable lsrecd"
+start_daemon
+stop_daemon
+
+step "runbook: a drop-in handing over the secret key only, checked with systemd-analyze verify"
+runbook <<'SH'
+mkdir -p /etc/systemd/system/lsrecd.service.d
+printf '[Service]\nLoadCredential=\nLoadCredential=secret_key:/etc/lsrecd/secret_key\n' \
+  > /etc/systemd/system/lsrecd.service.d/keys.conf
+systemd-analyze verify /usr/lib/systemd/system/lsrecd.service
+SH
+[ ! -s "$work/runbook.out" ] || fail "systemd-analyze verify complains about the drop-in (above)"
+# systemd-analyze reads that directory: a key it does not know, put there, is named.
+printf '[Service]\nNoSuchKey=1\n' >/etc/systemd/system/lsrecd.service.d/probe.conf
+grep -q "probe.conf:2: Unknown key" <(SYSTEMD_COLORS=0 systemd-analyze verify "$unit" 2>&1) ||
+    fail "systemd-analyze verify does not read /etc/systemd/system/lsrecd.service.d"
+rm /etc/systemd/system/lsrecd.service.d/probe.conf
+# With the drop-in the unit hands over only the secret key; the access key is then in config.toml.
+sed -i "s|^\[api\]\$|[api]\naccess_key = \"$access_key\"|" /etc/lsrecd/config.toml
+rm "$unit_credentials/access_key"
+(umask 0027 && exec "${as_service[@]}" lsrecd check) >"$work/check.out" 2>&1 || fail "lsrecd check, access key in config.toml: $(cat "$work/check.out")"
+grep -q "access key from the configuration file, secret key from systemd credential" "$work/check.out" ||
+    fail "$(cat "$work/check.out")"
+echo "   ExecStartPre= with the drop-in: access key from config.toml, secret key from the credential"
+
+step "runbook: done; the secret key is in no log, database or backup"
+if grep -rlaF "$secret_key" /var/lib/lsrecd /var/backups/lsrecd "$work/daemon.log"; then
+    fail "the secret key is in the files above"
+fi
+kill -TERM "$emulator_pid"
+wait "$emulator_pid" || true
+emulator_pid=""
+userdel "$reader"
+rm -rf /var/backups/lsrecd
+for path in "${runbook_paths[@]}"; do
+    [ ! -e "$path" ] || fail "$path is left after the runbook's commands"
+done
+echo "   (the runbook: $((SECONDS - runbook_started)) s)"
+
 # --- upgrade in place: the operator's configuration stays, nothing is started ---------------
 step "dpkg -i again over the installed package (an upgrade)"
 echo "# edited by the operator" >>/etc/lsrecd/config.toml
@@ -228,20 +645,13 @@ tail -n1 /etc/lsrecd/config.toml | grep -q "edited by the operator" || fail "the
 mode_is "640 root:lsrecd" /etc/lsrecd/config.toml
 mode_is "750 root:lsrecd" /etc/lsrecd
 
-# --- what an operator adds -----------------------------------------------------------------
-step "operator state: keys, a database, an enabled unit with a drop-in"
-install -m 0600 "$work/credentials/access_key" /etc/lsrecd/access_key
-install -m 0600 "$work/credentials/secret_key" /etc/lsrecd/secret_key
-if command -v sqlite3 >/dev/null; then
-    as_lsrecd sqlite3 /var/lib/lsrecd/lsrecd.db "CREATE TABLE t(x); INSERT INTO t VALUES (1);"
-else
-    as_lsrecd touch /var/lib/lsrecd/lsrecd.db
-fi
-systemctl enable lsrecd.service >/dev/null 2>&1 || fail "systemctl enable lsrecd"
+# --- what the runbook left ------------------------------------------------------------------
+step "operator state from the runbook: keys, a database, an enabled unit with a drop-in"
+for path in /etc/lsrecd/access_key /etc/lsrecd/secret_key /var/lib/lsrecd/lsrecd.db \
+    /etc/systemd/system/lsrecd.service.d/keys.conf; do
+    [ -f "$path" ] || fail "no $path"
+done
 [ -L /etc/systemd/system/multi-user.target.wants/lsrecd.service ] || fail "systemctl enable made no link"
-mkdir -p /etc/systemd/system/lsrecd.service.d
-printf '[Service]\nLoadCredential=\nLoadCredential=secret_key:/etc/lsrecd/secret_key\n' \
-    >/etc/systemd/system/lsrecd.service.d/override.conf
 
 # --- remove: the configuration, the keys and the database stay -----------------------------
 step "dpkg -r"
@@ -371,11 +781,7 @@ never_called "$actions" "an upgrade whose configuration the new binary rejects"
 sed -i '/^unknown_key = 1$/d' /etc/lsrecd/config.toml
 echo "   upgrade, configuration rejected: the running daemon is left alone"
 
-newer_version="${version%-*}+newer-1"
-dpkg-deb -R "$deb" "$work/newer"
-sed -i "s/^Version: .*/Version: $newer_version/" "$work/newer/DEBIAN/control"
-dpkg-deb -Zgzip -b "$work/newer" "$work/newer.deb" >/dev/null
-under_systemd 0 dpkg -i "$work/newer.deb"
+under_systemd 0 dpkg -i "$newer_deb"
 called "deb-systemd-invoke try-restart lsrecd.service" || fail "upgrade to $newer_version: no try-restart"
 under_systemd 0 dpkg -i "$deb"
 grep -q "downgraded from $newer_version" "$work/dpkg.log" || fail "no word about the downgrade: $(cat "$work/dpkg.log")"

@@ -321,6 +321,9 @@ fn render_status(r: &StatusReport, zone: Tz) -> String {
         }
         None => out.push_str("no poll recorded yet: has the daemon run?\n"),
     }
+    if let Some(ha) = &r.ha {
+        out.push_str(&render_ha(ha, now, zone));
+    }
 
     let channels = r
         .channels
@@ -484,6 +487,42 @@ fn render_status(r: &StatusReport, zone: Tz) -> String {
         ],
         expiring,
     );
+    out
+}
+
+/// The `[ha]` lines: this instance's role, the leader, the lease's age.
+fn render_ha(ha: &crate::store::HaReport, now: i64, zone: Tz) -> String {
+    let mut out = String::new();
+    let role = if ha.role == "leader" {
+        "LEADER (acts)"
+    } else {
+        "standby (observes only)"
+    };
+    let _ = writeln!(
+        out,
+        "high availability: this instance ({}) is {role}, as of {}",
+        ha.instance,
+        ago(now, ha.updated_at)
+    );
+    let leader = match (&ha.leader, ha.term) {
+        (Some(l), Some(t)) => {
+            let since = ha
+                .term_seen_at
+                .map(|s| format!(", seen since {} ({})", format_time(s, zone), ago(now, s)))
+                .unwrap_or_default();
+            format!("{l} (term {t}{since})")
+        }
+        _ => "none known".to_string(),
+    };
+    let _ = writeln!(out, "leader: {leader}");
+    let lease = match ha.lease_renewed_at {
+        Some(t) => format!("last renewed {}", ago(now, t)),
+        None => "none".to_string(),
+    };
+    let _ = writeln!(out, "lease: {lease}");
+    if let Some(why) = &ha.standby_reason {
+        let _ = writeln!(out, "not acting: {why}");
+    }
     out
 }
 

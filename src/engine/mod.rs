@@ -173,6 +173,8 @@ pub struct Engine<A: LiveStation = Client> {
     acting_term: Option<i64>,
     /// The leader term last written to the database (read from it at the first tick).
     known_term: Option<Option<i64>>,
+    /// The term for which this instance last wrote that it leads.
+    announced: Option<i64>,
 }
 
 /// Wake-ups closer together than this are merged into one tick.
@@ -198,6 +200,7 @@ impl<A: LiveStation> Engine<A> {
             leadership: Arc::new(Alone),
             acting_term: None,
             known_term: None,
+            announced: None,
         }
     }
 
@@ -646,6 +649,7 @@ impl<A: LiveStation> Engine<A> {
             Role::Leader { term } => self.take_over(term, now).await,
             Role::Standby => {
                 if self.acting_term.take().is_some() {
+                    self.announced = None;
                     self.actions.stand_down(&self.store, now).await?;
                     let why = self
                         .leadership
@@ -714,6 +718,7 @@ impl<A: LiveStation> Engine<A> {
                 None => String::new(),
             };
             let message = if *holder == status.instance {
+                self.announced = Some(term);
                 format!("this instance ({holder}) is the leader now (term {term}){from}")
             } else {
                 format!("{holder} is the leader now (term {term}){from}; this instance stands by")
@@ -772,6 +777,25 @@ impl<A: LiveStation> Engine<A> {
             "taking over: an earlier leader's starts are settled by observation before anything is sent"
         );
         self.acting_term = Some(term);
+        if self.announced != Some(term) {
+            // The same term again (its lease lapsed and was renewed): no new leader, but this
+            // instance acts again from here on.
+            self.announced = Some(term);
+            let instance = self
+                .leadership
+                .status()
+                .map(|s| s.instance)
+                .unwrap_or_default();
+            self.notes
+                .event(
+                    now,
+                    EventKind::Takeover,
+                    None,
+                    None,
+                    &format!("this instance ({instance}) acts again as the leader (term {term}) now that its lease is renewed"),
+                )
+                .await?;
+        }
         Ok(true)
     }
 

@@ -94,6 +94,120 @@ async fn a_hundred_failovers_never_start_twice_nor_lose_a_claim() {
     failover(rounds_from_env(100), &[], false).await;
 }
 
+/// The elector on its own against etcd: it campaigns, writes a start's note in its fence,
+/// keeps exactly the notes asked for, and refuses to let a call through once the key is no
+/// longer its term — without waiting for its lease to tell it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_lets_calls_through_only_while_the_key_is_this_instances_term() {
+    use lsrecd::config::HaConfig;
+    use lsrecd::engine::fence::{Call, Fence, Fenced, Leadership, Note, Role};
+    use lsrecd::ha::Elector;
+    use lsrecd::store::{Mutation, Trigger};
+
+    let Some(etcd_bin) = etcd_binary() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let etcd = EtcdServer::start(&etcd_bin, work.path()).await;
+    let key = "/fence-test/leader";
+    let elector = Elector::new(
+        &HaConfig {
+            etcd: vec![etcd.url.clone()],
+            key: key.into(),
+            lease_ttl: Duration::from_secs(2),
+            instance: "solo".into(),
+        },
+        None,
+        None,
+    )
+    .expect("elector");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(elector.clone().run(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let term = wait_for(SETTLE, "the leader key", async || match elector.role() {
+        Role::Leader { term } => Some(term),
+        _ => None,
+    })
+    .await
+    .expect("leads");
+    assert_eq!(etcd.get(key).await, Some(("solo".to_string(), term)));
+
+    let trigger = Trigger::Schedule("news".into());
+    let call = |operation, channel_id| Call {
+        operation,
+        channel_id,
+        trigger: &trigger,
+        at: 1_000,
+    };
+    elector
+        .check(call(Mutation::StartRecord, "ch-1"))
+        .await
+        .expect("a start passes");
+    elector
+        .check(call(Mutation::StopRecord, "ch-2"))
+        .await
+        .expect("a stop passes");
+    let notes = format!("{key}/notes/");
+    assert_eq!(
+        etcd.keys(&notes).await,
+        Some(vec![format!("{notes}ch-1")]),
+        "a start leaves a note, a stop does not"
+    );
+    let read = elector.handover().await.expect("notes");
+    assert_eq!(
+        read.notes,
+        vec![Note {
+            channel_id: "ch-1".into(),
+            trigger: trigger.clone(),
+            at: 1_000,
+            instance: "solo".into()
+        }]
+    );
+    let wanted = [Note {
+        channel_id: "ch-3".into(),
+        trigger: Trigger::Live,
+        at: 2_000,
+        instance: String::new(),
+    }];
+    elector.keep_notes(&wanted).await.expect("notes kept");
+    assert_eq!(etcd.keys(&notes).await, Some(vec![format!("{notes}ch-3")]));
+
+    // Someone else's key now (as after this instance's lease expired and another took over).
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let replaced = http
+        .post(format!("{}/v3/kv/put", etcd.url))
+        .json(&json!({"key": b64(key), "value": b64("intruder")}))
+        .send()
+        .await
+        .expect("put");
+    assert!(replaced.status().is_success());
+    assert_eq!(
+        elector.check(call(Mutation::StartRecord, "ch-4")).await,
+        Err(Fenced::Superseded)
+    );
+    assert_eq!(elector.role(), Role::Standby);
+    assert_eq!(
+        elector.keep_notes(&[]).await,
+        Err(Fenced::NotLeader),
+        "notes are the leader's"
+    );
+    assert_eq!(
+        etcd.keys(&notes).await,
+        Some(vec![format!("{notes}ch-3")]),
+        "nothing written"
+    );
+    let status = elector.status().expect("status");
+    assert!(!status.leader);
+    let _ = stop_tx.send(true);
+    task.await.expect("the elector stops");
+}
+
 fn rounds_from_env(default: u32) -> u32 {
     match std::env::var("LSRECD_HA_ROUNDS") {
         Ok(v) => v
@@ -569,7 +683,7 @@ async fn check_roles_are_visible(instances: &[Instance; 2], leader: &str) {
                 .await
                 .ok()?;
             let series = format!(
-                "lsrecd_ha_role{{instance=\"{}\",role=\"{role}\",leader=\"{leader}\"}} 1",
+                "lsrecd_ha_role{{ha_instance=\"{}\",role=\"{role}\",leader=\"{leader}\"}} 1",
                 i.name
             );
             text.contains(&series).then_some(text)

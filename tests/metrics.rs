@@ -106,7 +106,11 @@ fn every_metric_name_type_and_label_name_is_the_one_dashboards_use() {
         ("lsrecd_retention_warnings_total", "counter", &[]),
         ("lsrecd_auth_failures_total", "counter", &[]),
         ("lsrecd_callbacks_total", "counter", &["result"]),
-        ("lsrecd_ha_role", "gauge", &["instance", "leader", "role"]),
+        (
+            "lsrecd_ha_role",
+            "gauge",
+            &["ha_instance", "leader", "role"],
+        ),
         ("lsrecd_ha_lease_age_seconds", "gauge", &[]),
         ("lsrecd_ha_takeovers_total", "counter", &[]),
     ]
@@ -322,7 +326,7 @@ fn the_ha_role_is_one_series_naming_the_leader_and_the_lease_age_grows_until_ren
         value(
             &all,
             "lsrecd_ha_role",
-            &[("instance", "b"), ("role", "leader"), ("leader", "b")]
+            &[("ha_instance", "b"), ("role", "leader"), ("leader", "b")]
         ),
         1.0
     );

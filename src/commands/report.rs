@@ -667,6 +667,36 @@ mod tests {
     }
 
     #[test]
+    fn the_ha_lines_name_the_role_the_leader_and_the_lease_age() {
+        let now = 1_764_147_600_000;
+        let mut ha = crate::store::HaReport {
+            instance: "broadcast-2".into(),
+            role: "standby".into(),
+            leader: Some("broadcast-1".into()),
+            term: Some(4182),
+            term_seen_at: Some(now - 3_600_000),
+            lease_renewed_at: Some(now - 2_000),
+            standby_reason: Some("broadcast-1 holds the leader key".into()),
+            updated_at: now - 1_000,
+        };
+        assert_eq!(
+            render_ha(&ha, now, Tz::UTC),
+            "high availability: this instance (broadcast-2) is standby (observes only), as of 1 s ago\n\
+             leader: broadcast-1 (term 4182, seen since 2025-11-26 08:00:00 UTC (60 min ago))\n\
+             lease: last renewed 2 s ago\n\
+             not acting: broadcast-1 holds the leader key\n"
+        );
+        ha.role = "leader".into();
+        ha.leader = Some("broadcast-2".into());
+        ha.standby_reason = None;
+        ha.lease_renewed_at = None;
+        let text = render_ha(&ha, now, Tz::UTC);
+        assert!(text.contains("is LEADER (acts)"), "{text}");
+        assert!(text.contains("lease: none"), "{text}");
+        assert!(!text.contains("not acting"), "{text}");
+    }
+
+    #[test]
     fn tables_align_columns_without_trailing_blanks() {
         let t = table(
             &["A", "BB"],

@@ -124,10 +124,11 @@ struct VersionLabel {
     version: &'static str,
 }
 
-/// `{instance, role, leader}` of `lsrecd_ha_role`.
+/// `{ha_instance, role, leader}` of `lsrecd_ha_role` (not `instance`, which Prometheus gives the
+/// scrape target).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HaRoleLabels {
-    instance: String,
+    ha_instance: String,
     role: &'static str,
     leader: String,
 }
@@ -478,10 +479,10 @@ impl Metrics {
     }
 
     /// With `[ha]`: this instance's role and the holder of the leader key it sees
-    /// (`lsrecd_ha_role{instance,role,leader}`, one series at 1).
+    /// (`lsrecd_ha_role{ha_instance,role,leader}`, one series at 1).
     pub fn set_ha_role(&self, instance: &str, leader: bool, holder: Option<&str>) {
         let labels = HaRoleLabels {
-            instance: instance.to_owned(),
+            ha_instance: instance.to_owned(),
             role: if leader { "leader" } else { "standby" },
             leader: holder.unwrap_or_default().to_owned(),
         };

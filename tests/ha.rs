@@ -13,8 +13,8 @@
 //!   windows), then start it again as a standby;
 //! - `kill-unclear`: SIGKILL the leader while its `startRecord` has taken effect but not been
 //!   answered (the emulator applies it and holds the answer);
-//! - `stop`: SIGSTOP the leader at a random moment until the other one has taken over, then
-//!   SIGCONT it;
+//! - `stop`: SIGSTOP the leader at a random moment, for longer than the TTL (and until the other
+//!   one has taken over), then SIGCONT it;
 //! - `stop-in-flight`: SIGSTOP the leader right after its `startRecord` left, which the emulator
 //!   applies 2.5 s later (within `api.timeout` + `api.landing_margin`), typically after the
 //!   takeover;
@@ -575,8 +575,10 @@ async fn strike(
     if kill {
         instances[li].start();
     } else {
-        // Paused a while longer, then it resumes into a world with another leader.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_000))).await;
+        // Paused past the TTL (and a random while longer), then it resumes into a world with
+        // another leader. Not a wait for a condition: the pause's length is the fault.
+        let resume_at = now_ms().max(t0 + TTL_MS) + rng.random_range(0..1_000);
+        tokio::time::sleep(Duration::from_millis((resume_at - now_ms()).max(0) as u64)).await;
         instances[li].process().signal("CONT");
         let resumed = &instances[li];
         wait_for(
@@ -813,9 +815,7 @@ async fn finish(
             Some((begin, begin + secs * 1000))
         })
         .collect();
-    let mut delays_in_gap = Vec::new();
-    let mut delays = Vec::new();
-    let mut unrecorded_in_outage = 0;
+    let mut windows = Windows::default();
     let mut fire = (ready_at / CYCLE_MS + 1) * CYCLE_MS;
     while fire + WINDOW_MS + STOP_SLACK_MS < ended {
         let end = fire + WINDOW_MS;
@@ -827,20 +827,36 @@ async fn finish(
             .iter()
             .any(|g| g.etcd && g.from < end && g.to + 1_000 > fire);
         match in_window.iter().map(|(b, _)| *b).min() {
-            None if outage => unrecorded_in_outage += 1,
+            None if outage => windows.unrecorded_in_outage += 1,
             None => panic!(
                 "the window at {fire} was not recorded; gaps {:?}",
                 gap_list(gaps)
             ),
             Some(begin) => {
                 let delay = (begin - fire).max(0);
-                let opened_in_gap = gaps.iter().any(|g| g.from <= fire && fire < g.to);
-                if opened_in_gap {
-                    delays_in_gap.push(delay);
+                // Nobody could act at some point between the window's opening and its start.
+                let in_gap = gaps.iter().any(|g| g.from <= begin && fire < g.to);
+                if in_gap {
+                    windows.delays_in_gap.push(delay);
                 } else {
-                    delays.push(delay);
+                    windows.delays.push(delay);
                 }
             }
+        }
+        // One recording per window: a leader dying mid-window leaves it running, and the new
+        // leader neither stops nor starts it again.
+        let begun: Vec<&&(i64, i64)> = in_window.iter().filter(|(b, _)| *b >= fire).collect();
+        assert!(
+            begun.len() <= 1,
+            "the window at {fire} has {} recordings: {begun:?}; gaps {:?}",
+            begun.len(),
+            gap_list(gaps)
+        );
+        if gaps
+            .iter()
+            .any(|g| !g.etcd && fire < g.from && g.from < end)
+        {
+            windows.leader_lost_mid_window += 1;
         }
         for (b, e) in &in_window {
             if *b >= fire {
@@ -853,7 +869,7 @@ async fn finish(
         fire += CYCLE_MS;
     }
 
-    print_summary(summary, &delays, &delays_in_gap, unrecorded_in_outage);
+    print_summary(summary, &windows, summary.len());
     assert!(etcd.running());
     for i in instances.iter_mut() {
         if let Some(p) = i.process.as_mut() {
@@ -875,7 +891,20 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[i]
 }
 
-fn print_summary(summary: &[Round], delays: &[i64], delays_in_gap: &[i64], skipped: usize) {
+/// What the schedule's windows showed.
+#[derive(Default)]
+struct Windows {
+    /// Start delays (ms after the window opened) of windows opened and started with a leader.
+    delays: Vec<i64>,
+    /// Start delays of windows whose start fell in a period without a leader.
+    delays_in_gap: Vec<i64>,
+    /// Windows during which the leader was killed or paused (their recording kept running).
+    leader_lost_mid_window: usize,
+    /// Windows not recorded at all because etcd was down for their whole span.
+    unrecorded_in_outage: usize,
+}
+
+fn print_summary(summary: &[Round], windows: &Windows, failovers: usize) {
     println!("round  fault           phase_ms  from  to  takeover_ms");
     for (i, r) in summary.iter().enumerate() {
         println!(
@@ -906,19 +935,25 @@ fn print_summary(summary: &[Round], delays: &[i64], delays_in_gap: &[i64], skipp
             t.last().copied().unwrap_or(0)
         );
     }
-    let mut d = delays.to_vec();
+    let mut d = windows.delays.clone();
     d.sort_unstable();
-    let mut g = delays_in_gap.to_vec();
+    let mut g = windows.delays_in_gap.clone();
     g.sort_unstable();
     println!(
-        "schedule windows: {} opened with a leader, start delay p50={} ms max={} ms; {} opened while nobody led, start delay p50={} ms max={} ms; {} unrecorded during etcd outages",
+        "schedule windows started with a leader: {}, start delay p50={} ms max={} ms {d:?}",
         d.len(),
         percentile(&d, 0.5),
-        d.last().copied().unwrap_or(0),
+        d.last().copied().unwrap_or(0)
+    );
+    println!(
+        "schedule windows whose start fell in a takeover: {}, start delay p50={} ms max={} ms {g:?}",
         g.len(),
         percentile(&g, 0.5),
-        g.last().copied().unwrap_or(0),
-        skipped
+        g.last().copied().unwrap_or(0)
+    );
+    println!(
+        "coverage: ha-live recorded in one piece through {failovers} failovers; {} windows lost their leader mid-window and kept one recording each; {} windows unrecorded during etcd outages",
+        windows.leader_lost_mid_window, windows.unrecorded_in_outage
     );
 }
 

@@ -15,7 +15,7 @@
 //! A leader acts only until half the TTL after it *sent* its last successful renewal, measured
 //! on the monotonic clock. etcd lets the lease expire no sooner than a whole TTL after it
 //! received that renewal, so a leader cut off from etcd (a partition, etcd down) or paused
-//! (SIGSTOP, a stalled VM) stops acting at least half a TTL before anyone else can take over —
+//! (SIGSTOP, a long stall) stops acting at least half a TTL before anyone else can take over —
 //! and that half TTL is the margin for clock rates and for the last instant between the check
 //! and the request leaving. A renewal answered with TTL 0 means the lease is gone: the
 //! leadership is dropped at once. etcd being unreachable does not drop the lease: when etcd

@@ -167,7 +167,7 @@ mode_is "644 root:root" /usr/share/man/man1/lsrecd.1.gz
 mode_is "644 root:root" /usr/share/bash-completion/completions/lsrecd
 mode_is "644 root:root" /usr/share/zsh/vendor-completions/_lsrecd
 mode_is "644 root:root" /usr/share/fish/vendor_completions.d/lsrecd.fish
-for doc in README.md operations.md database.md config.toml.example examples/prometheus/lsrecd-rules.yml; do
+for doc in README.md operations.md database.md high-availability.md config.toml.example examples/prometheus/lsrecd-rules.yml; do
     mode_is "644 root:root" "/usr/share/doc/lsrecd/$doc"
 done
 conffiles=$(dpkg-query -W -f='${Conffiles}\n' lsrecd)

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::engine::fence::Leadership;
 use crate::engine::lock::{EngineLock, Holder};
 use crate::engine::{Engine, Reload, TickReport, Wake, now_ms};
+use crate::ha::Elector;
 use crate::livestation::Client;
 use crate::livestation::client::ClientConfig;
 use crate::service::callback::{CallbackControl, CallbackSettings};
@@ -43,6 +45,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error("[ha]: {0}")]
+    Ha(#[from] crate::ha::etcd::EtcdError),
 }
 
 /// Takes the engine lock. A one-shot `lsrecd start|stop` holding it lets go within seconds, so
@@ -139,9 +143,36 @@ pub async fn run(
     )
     .await?;
 
+    // With [ha], the lease and the campaign start now; the engine acts only once it leads, and
+    // never before its first reconciliation.
+    let (stop_elector_tx, stop_elector_rx) = tokio::sync::watch::channel(false);
+    let elector = match &config.ha {
+        Some(ha) => Some(Elector::new(
+            ha,
+            Some(metrics.clone()),
+            Some(wake_tx.clone()),
+        )?),
+        None => None,
+    };
+    let elector_task = elector.clone().map(|e| {
+        let mut stop = stop_elector_rx.clone();
+        tokio::spawn(e.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
+    let stop_elector = async move {
+        let _ = stop_elector_tx.send(true);
+        if let Some(task) = elector_task {
+            let _ = task.await;
+        }
+    };
+
     tokio::pin!(shutdown);
     let mut engine =
         Engine::new(config.clone(), client, store.clone(), now).with_metrics(metrics.clone());
+    if let Some(e) = &elector {
+        engine = engine.with_leadership(e.clone() as Arc<dyn Leadership>);
+    }
     // Reloads are taken from here on: a start-up stuck on refused keys is mended by a SIGHUP.
     let (reload_tx, mut reload_rx) = mpsc::channel::<Reload>(4);
     let reloader = reload.map(|r| {
@@ -192,6 +223,7 @@ pub async fn run(
         if let Some(r) = &reloader {
             r.abort();
         }
+        stop_elector.await;
         wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
         return started.unwrap_or(Ok(()));
     }
@@ -206,14 +238,19 @@ pub async fn run(
 
     let status_notifier = notifier.clone();
     let beat_keepalive = keepalive.clone();
+    let role_of = elector.clone();
     let on_beat = move |report: Option<&TickReport>, now: i64| {
         beat_keepalive.beat();
         if let Some(report) = report {
             if report.observed {
                 readiness.observed();
             }
+            let mut line = status_line(report, now);
+            if let Some(s) = role_of.as_ref().and_then(|e| e.status()) {
+                line.push_str(&role_phrase(&s));
+            }
             readiness.database_failing(report.database_unavailable_since.is_some());
-            status_notifier.status(&status_line(report, now));
+            status_notifier.status(&line);
         }
     };
     let every = notifier.watchdog_interval();
@@ -223,8 +260,18 @@ pub async fn run(
     if let Some(r) = reloader {
         r.abort();
     }
+    stop_elector.await;
     wind_down(&notifier, &stop_http_tx, &mut servers, &store).await;
     result.map_err(DaemonError::from)
+}
+
+/// `; leader` or `; standby, leader NAME`, for `STATUS=`.
+fn role_phrase(s: &crate::engine::fence::LeadershipStatus) -> String {
+    match (s.leader, &s.holder) {
+        (true, _) => "; leader".to_string(),
+        (false, Some(holder)) if *holder != s.instance => format!("; standby, leader {holder}"),
+        (false, _) => "; standby, no leader".to_string(),
+    }
 }
 
 /// `STOPPING=1`, the HTTP endpoints closed, the database closed. Cloud recordings are left
@@ -431,6 +478,9 @@ async fn reload_on_sighup(
                     tracing::warn!(
                         "metrics/callback listen addresses take effect at the next restart"
                     );
+                }
+                if config.ha != current.ha {
+                    tracing::warn!("[ha] changed: it takes effect at the next restart");
                 }
                 if let Some(callbacks) = &callbacks {
                     apply_callback_settings(callbacks, &current, &config);

@@ -7,6 +7,7 @@
 //! - [`livestation`]: the signed API client, the JSON model and error classification.
 //! - [`store`]: the SQLite database operators query; every SQL statement lives there.
 //! - [`engine`]: observe channels, derive claims, decide and act, follow records.
+//! - [`ha`]: active/standby over an etcd lease, with a fence before every state-changing call.
 //! - [`secret`]: the `***`-printing, zeroed-on-drop type that holds keys.
 //! - [`hardening`]: umask and moving keys out of the environment, first thing in `main`.
 //! - [`service`]: systemd notify/watchdog, signals, metrics and callback endpoints.
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod emulator;
 pub mod engine;
 pub mod exit;
+pub mod ha;
 pub mod hardening;
 pub mod livestation;
 pub mod logging;

@@ -148,6 +148,43 @@ fn defaults_match_the_product_contract() {
 }
 
 #[test]
+fn without_an_ha_section_the_instance_acts_alone() {
+    assert!(valid("minimal.toml").ha.is_none());
+    assert!(valid("full.toml").ha.is_none());
+}
+
+#[test]
+fn an_ha_section_takes_its_defaults_and_the_host_name() {
+    let ha = valid("ha-defaults.toml").ha.expect("[ha]");
+    assert_eq!(ha.etcd, ["http://127.0.0.1:2379"]);
+    assert_eq!(ha.key, "/lsrecd/leader");
+    assert_eq!(ha.lease_ttl, Duration::from_secs(10));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("host name");
+    assert_eq!(ha.instance, host.trim());
+
+    let ha = valid("ha.toml").ha.expect("[ha]");
+    assert_eq!(
+        ha.etcd,
+        ["http://127.0.0.1:2379", "https://etcd-2.example.com:2379"]
+    );
+    assert_eq!(ha.key, "/broadcast/lsrecd");
+    assert_eq!(ha.lease_ttl, Duration::from_secs(4));
+    assert_eq!(ha.instance, "studio-host_1.a");
+}
+
+#[test]
+fn plain_http_to_a_remote_etcd_is_a_warning_not_an_error() {
+    let text = "[ha]\netcd = [\"http://10.0.0.5:2379\"]\ninstance = \"a\"\n";
+    let c = Config::from_str_with_env(text, Path::new("ha.toml"), &FAKE_ENV).expect("loads");
+    let warnings = c.warning_lines();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("ha.toml:2:8: ha.etcd[0]: \"http://10.0.0.5:2379\" is plain http"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn every_setting_of_the_full_fixture_is_read() {
     let c = valid("full.toml");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid");

@@ -191,3 +191,27 @@ async fn with_the_api_unreachable_and_no_daemon_start_exits_69_and_keeps_the_cla
         actions(&site)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ha_start_only_records_the_claim_for_this_hosts_daemon() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let channels = format!(
+        "[ha]\netcd = [\"{}\"]\ninstance = \"a\"\n\n{}",
+        closed_endpoint(),
+        channel_table(STUDIO_A, "studio-a", false)
+    );
+    let site = Site::new(&emu.base_url(), &channels);
+
+    let start = site.run(&["start", "studio-a"], COMMAND_LIMIT).await;
+
+    assert_eq!(start.status.code(), Some(0), "stderr:\n{}", start.stderr);
+    assert!(
+        start.stdout.contains("while it is the leader"),
+        "stdout:\n{}",
+        start.stdout
+    );
+    assert!(start.elapsed < QUICK, "took {:?}", start.elapsed);
+    assert_eq!(claims(&site), vec![row(&["1", "NULL"])]);
+    assert!(actions(&site).is_empty(), "the command acted by itself");
+    assert!(!is_recording(&emu, STUDIO_A));
+}

@@ -30,6 +30,9 @@ fn every_metric_touched() -> Metrics {
     m.retention_warning();
     m.auth_failure();
     m.callback(callback_result::ACCEPTED);
+    m.set_ha_role("broadcast-1", true, Some("broadcast-1"));
+    m.ha_lease_renewed(tokio::time::Instant::now());
+    m.ha_takeover_seen();
     m
 }
 
@@ -105,6 +108,13 @@ fn every_metric_name_type_and_label_name_is_the_one_dashboards_use() {
         ("lsrecd_retention_warnings_total", "counter", &[]),
         ("lsrecd_auth_failures_total", "counter", &[]),
         ("lsrecd_callbacks_total", "counter", &["result"]),
+        (
+            "lsrecd_ha_role",
+            "gauge",
+            &["ha_instance", "leader", "role"],
+        ),
+        ("lsrecd_ha_lease_age_seconds", "gauge", &[]),
+        ("lsrecd_ha_takeovers_total", "counter", &[]),
     ]
     .into_iter()
     .map(|(name, kind, labels)| {
@@ -182,6 +192,9 @@ fn a_fresh_registry_parses_and_has_the_series_alerts_expect_at_zero() {
             ("lsrecd_retention_warnings", "counter"),
             ("lsrecd_auth_failures", "counter"),
             ("lsrecd_callbacks", "counter"),
+            ("lsrecd_ha_role", "gauge"),
+            ("lsrecd_ha_lease_age_seconds", "gauge"),
+            ("lsrecd_ha_takeovers", "counter"),
         ]
     );
     for family in &families {
@@ -298,6 +311,38 @@ fn gauges_report_the_last_value_set() {
         value(&all, "lsrecd_last_successful_poll_timestamp_seconds", &[]),
         1_790_000_000.25
     );
+}
+
+#[test]
+fn the_ha_role_is_one_series_naming_the_leader_and_the_lease_age_grows_until_renewed() {
+    let m = Metrics::new();
+    let renewed = tokio::time::Instant::now() - Duration::from_secs(3);
+    m.ha_lease_renewed(renewed);
+    m.set_ha_role("b", false, Some("a"));
+    m.set_ha_role("b", true, Some("b"));
+    let all = exposition::parse(&m.render());
+    let roles: Vec<_> = exposition::samples(&all)
+        .into_iter()
+        .filter(|s| s.name == "lsrecd_ha_role")
+        .collect();
+    assert_eq!(roles.len(), 1, "the old role is gone: {roles:?}");
+    assert_eq!(
+        value(
+            &all,
+            "lsrecd_ha_role",
+            &[("ha_instance", "b"), ("role", "leader"), ("leader", "b")]
+        ),
+        1.0
+    );
+    let age = value(&all, "lsrecd_ha_lease_age_seconds", &[]);
+    assert!((3.0..10.0).contains(&age), "{age}");
+    m.ha_lease_renewed(tokio::time::Instant::now());
+    let age = value(
+        &exposition::parse(&m.render()),
+        "lsrecd_ha_lease_age_seconds",
+        &[],
+    );
+    assert!(age < 1.0, "{age}");
 }
 
 #[test]

@@ -4,6 +4,9 @@
 //! The claim is written to the database first. If a daemon holds the engine lock, it acts on the
 //! claim at its next poll; otherwise this command takes the lock itself, reconciles and runs one
 //! engine tick for that channel only, so the two never race.
+//!
+//! With `[ha]` the command never acts itself: only the leader may, so the claim waits in this
+//! instance's database for its daemon, which acts on it while it leads.
 
 use std::sync::Arc;
 
@@ -64,6 +67,14 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
         (true, false) => println!("{name} already has a manual claim"),
         (false, true) => println!("manual claim on {name} ended"),
         (false, false) => println!("{name} had no manual claim"),
+    }
+    if config.ha.is_some() {
+        println!(
+            "with [ha], this host's lsrecd daemon will {verb} the recording while it is the \
+             leader (claims are kept per host: see docs/high-availability.md)"
+        );
+        store.close().await;
+        return Ok(());
     }
     let Some(lock) = lock else {
         println!(

@@ -321,6 +321,9 @@ fn render_status(r: &StatusReport, zone: Tz) -> String {
         }
         None => out.push_str("no poll recorded yet: has the daemon run?\n"),
     }
+    if let Some(ha) = &r.ha {
+        out.push_str(&render_ha(ha, now, zone));
+    }
 
     let channels = r
         .channels
@@ -516,6 +519,42 @@ fn render_status(r: &StatusReport, zone: Tz) -> String {
     out
 }
 
+/// The `[ha]` lines: this instance's role, the leader, the lease's age.
+fn render_ha(ha: &crate::store::HaReport, now: i64, zone: Tz) -> String {
+    let mut out = String::new();
+    let role = if ha.role == "leader" {
+        "LEADER (acts)"
+    } else {
+        "standby (observes only)"
+    };
+    let _ = writeln!(
+        out,
+        "high availability: this instance ({}) is {role}, as of {}",
+        ha.instance,
+        ago(now, ha.updated_at)
+    );
+    let leader = match (&ha.leader, ha.term) {
+        (Some(l), Some(t)) => {
+            let since = ha
+                .term_seen_at
+                .map(|s| format!(", seen since {} ({})", format_time(s, zone), ago(now, s)))
+                .unwrap_or_default();
+            format!("{l} (term {t}{since})")
+        }
+        _ => "none known".to_string(),
+    };
+    let _ = writeln!(out, "leader: {leader}");
+    let lease = match ha.lease_renewed_at {
+        Some(t) => format!("last renewed {}", ago(now, t)),
+        None => "none".to_string(),
+    };
+    let _ = writeln!(out, "lease: {lease}");
+    if let Some(why) = &ha.standby_reason {
+        let _ = writeln!(out, "not acting: {why}");
+    }
+    out
+}
+
 fn render_records(rows: &[RecordRow], labels: &[(String, String)], zone: Tz) -> String {
     let opt_at = |ms: Option<i64>| opt_time(ms, zone);
     if rows.is_empty() {
@@ -654,6 +693,36 @@ mod tests {
         let e = settings(&bad, None).unwrap_err();
         assert_eq!(e.code, crate::exit::CONFIG);
         assert!(e.message.contains("daemon.timezone"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_ha_lines_name_the_role_the_leader_and_the_lease_age() {
+        let now = 1_764_147_600_000;
+        let mut ha = crate::store::HaReport {
+            instance: "broadcast-2".into(),
+            role: "standby".into(),
+            leader: Some("broadcast-1".into()),
+            term: Some(4182),
+            term_seen_at: Some(now - 3_600_000),
+            lease_renewed_at: Some(now - 2_000),
+            standby_reason: Some("broadcast-1 holds the leader key".into()),
+            updated_at: now - 1_000,
+        };
+        assert_eq!(
+            render_ha(&ha, now, Tz::UTC),
+            "high availability: this instance (broadcast-2) is standby (observes only), as of 1 s ago\n\
+             leader: broadcast-1 (term 4182, seen since 2025-11-26 08:00:00 UTC (60 min ago))\n\
+             lease: last renewed 2 s ago\n\
+             not acting: broadcast-1 holds the leader key\n"
+        );
+        ha.role = "leader".into();
+        ha.leader = Some("broadcast-2".into());
+        ha.standby_reason = None;
+        ha.lease_renewed_at = None;
+        let text = render_ha(&ha, now, Tz::UTC);
+        assert!(text.contains("is LEADER (acts)"), "{text}");
+        assert!(text.contains("lease: none"), "{text}");
+        assert!(!text.contains("not acting"), "{text}");
     }
 
     #[test]

@@ -43,6 +43,11 @@
 //!   systemd credentials are not checked: systemd hands them over privately.
 //! - A `metrics.listen` or `callback.listen` that is not a loopback address is accepted with a
 //!   warning.
+//! - `[ha]` needs `etcd`, a non-empty list of `http`/`https` URLs without credentials, query or
+//!   fragment (an `http://` one to another machine is accepted with a warning: anyone on the path
+//!   could forge etcd's answers); `ha.key` is a non-empty etcd key without a trailing `/`;
+//!   `ha.lease_ttl` is whole seconds, at least 2s (etcd's smallest lease); `ha.instance` is 1–63
+//!   of `A-Z a-z 0-9 . _ -`, unique per instance, the host name by default.
 //!
 //! Warnings are [`Config::warnings`]: logged by [`Config::load`], listed by `lsrecd check`.
 //! - [`Config::read_without_keys`] applies every rule except finding the keys: key files, the
@@ -93,6 +98,10 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(24 * 3600);
 /// Default `schedule.catch_up`.
 pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(5 * 60);
+/// Default `ha.key`.
+pub const DEFAULT_HA_KEY: &str = "/lsrecd/leader";
+/// Default `ha.lease_ttl`.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// Whether loading a configuration finds and reads the API keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +129,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[callback]`, when present.
     pub callback: Option<CallbackConfig>,
+    /// `[ha]`, when present: active/standby on an etcd lease.
+    pub ha: Option<HaConfig>,
     /// Every `[[channel]]`, in file order.
     pub channels: Vec<ChannelConfig>,
     /// Every `[[schedule]]`, in file order.
@@ -213,6 +224,20 @@ pub struct CallbackConfig {
     pub listen: SocketAddr,
     /// The path segment of `POST /callback/{token}`.
     pub token: Secret,
+}
+
+/// `[ha]`: several instances observe, the holder of an etcd lease acts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaConfig {
+    /// etcd client URLs (`http://10.0.0.5:2379`), without a trailing slash, tried in order.
+    pub etcd: Vec<String>,
+    /// The key the leader holds; hand-over notes live under `{key}/notes/`.
+    pub key: String,
+    /// TTL of this instance's lease (whole seconds). A leader stops acting when it has not
+    /// renewed its lease for half of it.
+    pub lease_ttl: Duration,
+    /// This instance's name in etcd, events and metrics (the host name by default).
+    pub instance: String,
 }
 
 /// One `[[channel]]`.

@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub retention: Leaf<RawRetention>,
     pub metrics: Leaf<RawMetrics>,
     pub callback: Leaf<RawCallback>,
+    pub ha: Leaf<RawHa>,
     #[serde(default)]
     pub channel: Vec<Spanned<RawChannel>>,
     #[serde(default)]
@@ -83,6 +84,16 @@ pub(crate) struct RawMetrics {
 pub(crate) struct RawCallback {
     pub listen: Leaf<String>,
     pub token: Leaf<Secret>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHa {
+    /// Kept as a value so that a single string gets a clear message rather than serde's.
+    pub etcd: Leaf<Value>,
+    pub key: Leaf<String>,
+    pub lease_ttl: Leaf<Value>,
+    pub instance: Leaf<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,7 +12,7 @@ use toml::{Spanned, Value};
 
 use super::credentials::{self, Env, KeySource};
 use super::error::{self, ConfigError, Positions, Problem};
-use super::raw::{Leaf, RawApi, RawConfig, RawDaemon, RawRetention, RawRetry};
+use super::raw::{Leaf, RawApi, RawConfig, RawDaemon, RawHa, RawRetention, RawRetry};
 use super::*;
 use crate::livestation::client::is_loopback;
 use crate::livestation::{Credentials, Region};
@@ -91,6 +91,7 @@ pub(super) fn validate(
             format!("{} is also metrics.listen; use another port", c.listen),
         );
     }
+    let ha = raw.ha.as_ref().and_then(|h| v.ha(h.get_ref(), h.span()));
     let channels = v.channels(&raw.channel);
     let schedules = v.schedules(&raw.schedule, &channels, daemon.timezone);
 
@@ -109,6 +110,7 @@ pub(super) fn validate(
             retention,
             metrics,
             callback,
+            ha,
             channels,
             schedules,
             source: path.to_path_buf(),
@@ -744,6 +746,154 @@ impl Validator<'_> {
         }
     }
 
+    fn ha(&mut self, raw: &RawHa, table: Range<usize>) -> Option<HaConfig> {
+        let etcd = match &raw.etcd {
+            None => {
+                self.fail(
+                    table.clone(),
+                    "ha.etcd",
+                    "is required: the etcd client URLs, e.g. [\"http://10.0.0.5:2379\"]",
+                );
+                None
+            }
+            Some(leaf) => self.etcd_endpoints(leaf),
+        };
+        let key = match &raw.key {
+            None => Some(DEFAULT_HA_KEY.to_string()),
+            Some(leaf) => self.text(leaf, "ha.key").and_then(|k| {
+                if k.ends_with('/') {
+                    self.fail(
+                        leaf.span(),
+                        "ha.key",
+                        format!(
+                            "{k:?} must not end with '/' (hand-over notes live under {k}notes/)"
+                        ),
+                    );
+                    None
+                } else {
+                    Some(k.to_string())
+                }
+            }),
+        };
+        let lease_ttl = self.duration(
+            &raw.lease_ttl,
+            "ha.lease_ttl",
+            DEFAULT_LEASE_TTL,
+            Min::AtLeast(Duration::from_secs(2)),
+        );
+        if let Some(leaf) = &raw.lease_ttl
+            && lease_ttl.subsec_nanos() != 0
+        {
+            self.fail(
+                leaf.span(),
+                "ha.lease_ttl",
+                "must be whole seconds (etcd leases count in seconds)",
+            );
+        }
+        let instance = match &raw.instance {
+            Some(leaf) => self
+                .text(leaf, "ha.instance")
+                .map(str::to_string)
+                .filter(|name| {
+                    let ok = valid_instance(name);
+                    if !ok {
+                        self.fail(
+                            leaf.span(),
+                            "ha.instance",
+                            format!("{name:?} must be 1 to 63 of A-Z a-z 0-9 . _ -"),
+                        );
+                    }
+                    ok
+                }),
+            None => match host_name() {
+                Some(name) if valid_instance(&name) => Some(name),
+                other => {
+                    self.fail(
+                        table,
+                        "ha.instance",
+                        format!(
+                            "is required: the host name {:?} cannot serve as the instance name \
+                             (1 to 63 of A-Z a-z 0-9 . _ -)",
+                            other.unwrap_or_default()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        Some(HaConfig {
+            etcd: etcd?,
+            key: key?,
+            lease_ttl,
+            instance: instance?,
+        })
+    }
+
+    /// `ha.etcd`: a non-empty array of etcd client URLs.
+    fn etcd_endpoints(&mut self, leaf: &Spanned<Value>) -> Option<Vec<String>> {
+        const KEY: &str = "ha.etcd";
+        let Value::Array(items) = leaf.get_ref() else {
+            self.fail(
+                leaf.span(),
+                KEY,
+                format!(
+                    "expected an array of URLs such as [\"http://10.0.0.5:2379\"], found {}",
+                    type_name(leaf.get_ref())
+                ),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.fail(leaf.span(), KEY, "must name at least one etcd client URL");
+            return None;
+        }
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("{KEY}[{i}]");
+            let Value::String(text) = item else {
+                self.fail(
+                    leaf.span(),
+                    &key,
+                    format!("expected a URL string, found {}", type_name(item)),
+                );
+                continue;
+            };
+            let text = text.trim().trim_end_matches('/');
+            let problem = match reqwest::Url::parse(text) {
+                Err(e) => Some(format!("{text:?} is not a URL ({e})")),
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                    Some(format!("{text:?} must start with http:// or https://"))
+                }
+                Ok(u) if u.host_str().is_none() => Some(format!("{text:?} has no host")),
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                    Some("must not contain a user name or password".to_string())
+                }
+                Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                    Some(format!("{text:?} must not have a query or fragment"))
+                }
+                Ok(u) => {
+                    if u.scheme() == "http" && !is_loopback(&u) {
+                        self.warn(
+                            leaf.span(),
+                            &key,
+                            format!(
+                                "{text:?} is plain http to another machine: anyone on the path \
+                                 could forge etcd's answers and make two instances act; prefer \
+                                 https:// or a private network"
+                            ),
+                        );
+                    }
+                    None
+                }
+            };
+            match problem {
+                Some(p) => self.fail(leaf.span(), &key, p),
+                None => out.push(text.to_string()),
+            }
+        }
+        (out.len() == items.len()).then_some(out)
+    }
+
     fn channels(&mut self, raw: &[Spanned<super::raw::RawChannel>]) -> Vec<ChannelConfig> {
         // name -> (what it is, index, line) for duplicate and ambiguity checks.
         let mut ids: HashMap<String, (usize, usize)> = HashMap::new();
@@ -981,4 +1131,20 @@ impl Validator<'_> {
         self.fail(span, key, message);
         None
     }
+}
+
+/// 1 to 63 of `A-Z a-z 0-9 . _ -`: a host name's characters, safe as an etcd value and a
+/// metric label.
+fn valid_instance(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// This machine's host name (`uname -n`).
+fn host_name() -> Option<String> {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.trim().to_string();
+    (!name.is_empty()).then_some(name)
 }

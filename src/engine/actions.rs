@@ -23,7 +23,15 @@
 //!
 //! Any observation counts: a page of the channel list or a single-channel read. After a restart,
 //! `PENDING`/`AMBIGUOUS` rows of the previous run become such waiting jobs, with land-by counted
-//! from the row (conservatively: a re-signed retry may have left up to one timeout later).
+//! from the row (conservatively: a re-signed retry may have left up to one timeout later). After
+//! a takeover (`[ha]`), each hand-over note of an earlier leader on a channel this instance does
+//! not own becomes such a job too, journaled nowhere here, with land-by counted from the takeover.
+//!
+//! # The fence
+//!
+//! Right before a request leaves, after its intent is committed, the fence ([`super::fence`])
+//! confirms that this instance may still act. A request it refuses is not sent: the intent is
+//! closed `FAILED` ("not sent") and the job dropped; the instance is no longer the leader.
 //!
 //! # Attempts and stories
 //!
@@ -43,6 +51,7 @@ use crate::store::{
 };
 
 use super::decide::{ChannelState, Decision, StopReason, human_ms};
+use super::fence::{Call, Note};
 use super::retry::RetryPolicy;
 use super::view::ChannelView;
 use super::{Ctx, EngineError};
@@ -620,6 +629,93 @@ impl Actions {
         self.send(ctx, view, id, job, now).await
     }
 
+    /// The fence refused the request whose intent is `action_id`: nothing was sent. The intent
+    /// is closed, and the job dropped with its story (this instance no longer acts).
+    async fn fenced<A: LiveStation>(
+        &mut self,
+        ctx: &Ctx<'_, A>,
+        id: &str,
+        job: Job,
+        action_id: i64,
+        fenced: &super::fence::Fenced,
+        now: i64,
+    ) -> Result<Option<Applied>, EngineError> {
+        tracing::warn!(channel_id = id, operation = job.op.name(), reason = %fenced, "not sent: this instance may no longer act");
+        self.slot(id).job = None;
+        let done = ctx.clock.stamp().max(now);
+        ctx.store
+            .finish_action(
+                action_id,
+                &outcome(ActionState::Failed, &format!("not sent: {fenced}")),
+                &[],
+                done,
+            )
+            .await?;
+        if let Some(row) = job.outage.as_ref().and_then(|o| o.row) {
+            ctx.store
+                .close_outage(row, OutageOutcome::Abandoned, i64::from(job.sends), done)
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// This instance stops acting (it lost the leadership). Jobs waiting to send are dropped,
+    /// their outages closed as abandoned without an event (the new leader tells its own story);
+    /// requests that may still land keep their jobs, and observations settle them as usual.
+    pub(crate) async fn stand_down(&mut self, store: &Store, now: i64) -> Result<(), EngineError> {
+        let idle: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.job.as_ref().is_some_and(|j| j.unclear.is_none()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            let Some(job) = self.slot(&id).job.take() else {
+                continue;
+            };
+            if let Some(row) = job.outage.as_ref().and_then(|o| o.row) {
+                store
+                    .close_outage(row, OutageOutcome::Abandoned, i64::from(job.sends), now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a takeover: each note of an earlier leader becomes a start that may still land
+    /// until `land_by`, unless the channel already has a job. Returns how many did.
+    pub(crate) fn inherit(&mut self, notes: &[Note], land_by: i64, now: i64) -> usize {
+        let mut inherited = 0;
+        for note in notes {
+            let slot = self.slot(&note.channel_id);
+            if slot.job.is_some() {
+                continue;
+            }
+            let mut job = Job::new(Op::Start, note.trigger.clone(), None, note.at, now);
+            job.inherited = true;
+            job.unclear = Some(Unclear {
+                action_ids: Vec::new(),
+                sent_at: note.at,
+                land_by,
+            });
+            slot.job = Some(job);
+            inherited += 1;
+        }
+        inherited
+    }
+
+    /// Channels with a start in progress, with the claim and since when it wants recording: a
+    /// leader keeps a hand-over note on each.
+    pub(crate) fn starting(&self) -> Vec<(String, Trigger, i64)> {
+        self.slots
+            .iter()
+            .filter_map(|(id, s)| {
+                let job = s.job.as_ref().filter(|j| j.op == Op::Start)?;
+                Some((id.clone(), job.trigger.clone(), job.since))
+            })
+            .collect()
+    }
+
     fn slot(&mut self, channel_id: &str) -> &mut Slot {
         self.slots.entry(channel_id.to_string()).or_default()
     }
@@ -633,6 +729,9 @@ impl Actions {
         mut job: Job,
         now: i64,
     ) -> Result<Option<Applied>, EngineError> {
+        if !ctx.fence.may_act() {
+            return Ok(None);
+        }
         if job.op == Op::Start {
             // A list can be a poll old: read the channel right before starting it.
             let as_of = ctx.clock.stamp();
@@ -677,6 +776,15 @@ impl Actions {
                 now: requested_at,
             })
             .await?;
+        let call = Call {
+            operation: job.op.mutation(),
+            channel_id: id,
+            trigger: &job.trigger,
+            at: requested_at,
+        };
+        if let Err(fenced) = ctx.fence.check(call).await {
+            return self.fenced(ctx, id, job, action_id, &fenced, now).await;
+        }
         job.sends += 1;
         let Sent { result, last_sent } = match job.op {
             Op::Start => ctx.api.start_record(id, permit).await,
@@ -1055,7 +1163,7 @@ async fn after_applied<A: LiveStation>(
                 (
                     EventKind::Adopted,
                     format!(
-                        "startRecord of a previous run took effect; recording adopted ({}); records {ids}",
+                        "startRecord of a previous run (or of an earlier leader) took effect; recording adopted ({}); records {ids}",
                         job.trigger
                     ),
                 )
@@ -1248,8 +1356,12 @@ mod tests {
 
     use std::time::Duration;
 
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
     use super::*;
     use crate::engine::decide::{self, Claim, ClaimSource, Owned};
+    use crate::engine::fence::{Fence, Fenced, Pending};
     use crate::engine::notes::Notes;
     use crate::engine::{Ctx, TickClock};
     use crate::livestation::Operation;
@@ -1263,12 +1375,71 @@ mod tests {
     struct Bench {
         _dir: tempfile::TempDir,
         store: Store,
-        api: MemoryLiveStation,
+        api: Arc<MemoryLiveStation>,
         notes: Notes,
         view: ChannelView,
         actions: Actions,
         /// Whether a live claim holds the channel.
         claim: bool,
+        fence: Arc<FakeFence>,
+    }
+
+    /// A fence under the test's control. It records what it was asked and, at that moment,
+    /// whether the call's intent was committed and how many mutating calls had been sent.
+    #[derive(Default)]
+    struct FakeFence {
+        refuse: AtomicBool,
+        standby: AtomicBool,
+        asked: Mutex<Vec<Asked>>,
+        /// The store and API to look at when asked.
+        watch: Mutex<Option<(Store, Arc<MemoryLiveStation>)>>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Asked {
+        operation: Mutation,
+        channel_id: String,
+        trigger: String,
+        intent_pending: bool,
+        sent_before: u64,
+    }
+
+    impl Fence for FakeFence {
+        fn may_act(&self) -> bool {
+            !self.standby.load(Ordering::SeqCst)
+        }
+
+        fn check<'a>(&'a self, call: Call<'a>) -> Pending<'a, Result<(), Fenced>> {
+            Box::pin(async move {
+                let watch = self.watch.lock().unwrap().clone();
+                let (intent_pending, sent_before) = match watch {
+                    Some((store, api)) => (
+                        store
+                            .unfinished_actions()
+                            .await
+                            .expect("actions")
+                            .iter()
+                            .any(|a| {
+                                a.state == ActionState::Pending && a.operation == call.operation
+                            }),
+                        api.calls(Operation::StartRecord) + api.calls(Operation::StopRecord),
+                    ),
+                    None => (false, 0),
+                };
+                self.asked.lock().unwrap().push(Asked {
+                    operation: call.operation,
+                    channel_id: call.channel_id.to_string(),
+                    trigger: call.trigger.as_text(),
+                    intent_pending,
+                    sent_before,
+                });
+                if self.refuse.load(Ordering::SeqCst) {
+                    Err(Fenced::Superseded)
+                } else {
+                    Ok(())
+                }
+            })
+        }
     }
 
     impl Bench {
@@ -1277,8 +1448,10 @@ mod tests {
             let store = Store::open(&dir.path().join("unit.db"))
                 .await
                 .expect("database");
-            let api = MemoryLiveStation::new(0);
+            let api = Arc::new(MemoryLiveStation::new(0));
             api.add_channel(CH, true);
+            let fence = Arc::new(FakeFence::default());
+            *fence.watch.lock().unwrap() = Some((store.clone(), api.clone()));
             let policy = RetryPolicy {
                 max_attempts,
                 initial_backoff: Duration::from_secs(1),
@@ -1296,6 +1469,7 @@ mod tests {
                 view: ChannelView::default(),
                 actions: Actions::new(policy, landing),
                 claim: true,
+                fence,
             }
         }
 
@@ -1310,6 +1484,7 @@ mod tests {
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
+                fence: self.fence.as_ref(),
             };
             self.actions
                 .observed(&ctx, &mut self.view, CH, now)
@@ -1355,6 +1530,7 @@ mod tests {
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
+                fence: self.fence.as_ref(),
             };
             self.actions
                 .step(&ctx, &mut self.view, &state, desired, now)
@@ -1676,6 +1852,156 @@ mod tests {
         assert_eq!(b.tick(2_000).await, Some(Applied::Started));
         assert_eq!(b.journal().await, vec![start("RECONCILED", 1)]);
         assert_eq!(b.events(EventKind::Adopted).await.len(), 1);
+        assert_eq!(b.api.starts_applied(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_fence_is_asked_after_the_intent_is_committed_and_before_the_request_leaves() {
+        let mut b = Bench::new(4).await;
+        assert_eq!(b.tick(1_000).await, Some(Applied::Started));
+        let asked = b.fence.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            vec![Asked {
+                operation: Mutation::StartRecord,
+                channel_id: CH.into(),
+                trigger: "live".into(),
+                intent_pending: true,
+                sent_before: 0,
+            }]
+        );
+        b.claim = false;
+        assert_eq!(
+            b.tick(2_000).await,
+            Some(Applied::Stopped(StopReason::ClaimsEnded))
+        );
+        let asked = b.fence.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 2);
+        assert_eq!(asked[1].operation, Mutation::StopRecord);
+        assert!(asked[1].intent_pending);
+        assert_eq!(asked[1].sent_before, 1, "only the start had left");
+    }
+
+    #[tokio::test]
+    async fn a_start_the_fence_refuses_is_not_sent_and_its_intent_is_closed_as_not_sent() {
+        let mut b = Bench::new(4).await;
+        b.fence.refuse.store(true, Ordering::SeqCst);
+        assert_eq!(b.tick(1_000).await, None);
+        assert_eq!(b.api.calls(Operation::StartRecord), 0);
+        assert_eq!(b.journal().await, vec![start("FAILED", 1)]);
+        let message: Option<String> =
+            sqlx::query_scalar("SELECT error_message FROM actions ORDER BY id LIMIT 1")
+                .fetch_one(b.store.reader())
+                .await
+                .expect("the intent");
+        assert_eq!(
+            message.as_deref(),
+            Some("not sent: the leader key is no longer this instance's")
+        );
+        assert_eq!(b.events(EventKind::Failed).await.len(), 0, "not an outage");
+        assert_eq!(b.open_outages().await, 0);
+        // Allowed again (leading once more): the claim is served by a new job.
+        b.fence.refuse.store(false, Ordering::SeqCst);
+        assert_eq!(b.tick(2_000).await, Some(Applied::Started));
+        assert_eq!(b.api.starts_applied(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_may_not_act_neither_journals_nor_reads_nor_sends() {
+        let mut b = Bench::new(4).await;
+        b.fence.standby.store(true, Ordering::SeqCst);
+        assert_eq!(b.tick(1_000).await, None);
+        assert_eq!(b.journal().await, vec![]);
+        assert_eq!(b.api.calls(Operation::GetChannel), 0);
+        assert_eq!(b.api.calls(Operation::StartRecord), 0);
+        assert!(b.fence.asked.lock().unwrap().is_empty());
+    }
+
+    fn note(at: i64) -> Note {
+        Note {
+            channel_id: CH.into(),
+            trigger: Trigger::Schedule("news".into()),
+            at,
+            instance: "other".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_earlier_leaders_start_is_awaited_until_it_can_no_longer_land_then_sent_once() {
+        let mut b = Bench::new(4).await;
+        assert_eq!(b.actions.inherit(&[note(500)], 6_000, 1_000), 1);
+        for t in 1..=5 {
+            assert_eq!(b.tick(t * 1_000).await, None, "at {t} s");
+        }
+        assert_eq!(b.api.calls(Operation::StartRecord), 0);
+        assert_eq!(
+            b.journal().await,
+            vec![],
+            "nothing of this instance's was sent"
+        );
+        assert_eq!(b.tick(6_000).await, Some(Applied::Started));
+        assert_eq!(b.api.starts_applied(), 1);
+        assert_eq!(b.journal().await, vec![start("SUCCEEDED", 1)]);
+    }
+
+    #[tokio::test]
+    async fn an_earlier_leaders_start_that_took_effect_is_adopted_not_sent_again() {
+        let mut b = Bench::new(4).await;
+        // The earlier leader's request reached Live Station.
+        let permit = b.api.ready().await;
+        let _ = b.api.start_record(CH, permit).await;
+        b.actions.inherit(&[note(500)], 60_000, 1_000);
+        assert_eq!(b.tick(1_000).await, Some(Applied::Started));
+        assert_eq!(b.api.calls(Operation::StartRecord), 1);
+        assert_eq!(
+            b.owned().await,
+            1,
+            "stopped by this instance when the claim ends"
+        );
+        let adopted = b.events(EventKind::Adopted).await;
+        assert_eq!(adopted.len(), 1);
+        assert!(adopted[0].contains("schedule:news"), "{adopted:?}");
+        b.claim = false;
+        assert_eq!(
+            b.tick(2_000).await,
+            Some(Applied::Stopped(StopReason::ClaimsEnded))
+        );
+    }
+
+    #[tokio::test]
+    async fn standing_down_drops_jobs_waiting_to_send_and_keeps_requests_that_may_land() {
+        let mut b = Bench::new(4).await;
+        b.api.script(
+            Operation::StartRecord,
+            Behaviour::Fail(memory::rate_limited(Duration::from_secs(1))),
+        );
+        b.tick(1_000).await;
+        assert_eq!(b.open_outages().await, 1);
+        assert_eq!(b.actions.starting().len(), 1);
+        b.actions
+            .stand_down(&b.store, 2_000)
+            .await
+            .expect("stand down");
+        assert!(b.actions.starting().is_empty());
+        assert_eq!(b.open_outages().await, 0, "closed, as abandoned");
+        assert_eq!(b.events(EventKind::Unrecorded).await.len(), 0);
+
+        // A request that may still land keeps its job through a stand-down.
+        b.api.script(
+            Operation::StartRecord,
+            Behaviour::FailThenApplyLater(memory::server_error(504)),
+        );
+        b.tick(3_000).await;
+        assert_eq!(b.actions.awaiting_observation(), vec![CH.to_string()]);
+        b.actions
+            .stand_down(&b.store, 4_000)
+            .await
+            .expect("stand down");
+        assert_eq!(b.actions.awaiting_observation(), vec![CH.to_string()]);
+        b.fence.standby.store(true, Ordering::SeqCst);
+        b.api.set_time(8_000);
+        b.api.land_late_requests();
+        assert_eq!(b.observe(8_000).await, Some(Applied::Started));
         assert_eq!(b.api.starts_applied(), 1);
     }
 }

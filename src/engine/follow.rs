@@ -16,6 +16,7 @@ use crate::store::{ActionOutcome, ActionState, EventKind, Mutation, NewAction, T
 use futures_util::{StreamExt as _, stream};
 
 use super::decide::human_ms;
+use super::fence::Call;
 use super::view::ChannelView;
 use super::{CONCURRENT_CHANNELS, Ctx, EngineError};
 
@@ -225,11 +226,13 @@ async fn report_change<A: LiveStation>(
 }
 
 /// Warns once per record about an upcoming deletion of a file not uploaded, and requests the
-/// upload when a bucket is configured. Runs at the record poll cadence.
+/// upload when a bucket is configured and this instance `acting` (a standby only warns). Runs
+/// at the record poll cadence.
 pub(crate) async fn retention_guard<A: LiveStation>(
     ctx: &Ctx<'_, A>,
     config: &Config,
     follower: &mut Follower,
+    acting: bool,
     now: i64,
 ) -> Result<(), EngineError> {
     let warn_before = config.retention.warn_before.as_millis() as i64;
@@ -261,7 +264,7 @@ pub(crate) async fn retention_guard<A: LiveStation>(
         }
         ctx.store.mark_expiry_warned(r.record_id, now).await?;
     }
-    let Some(bucket) = config.retention.upload_bucket.as_deref() else {
+    let Some(bucket) = config.retention.upload_bucket.as_deref().filter(|_| acting) else {
         return Ok(());
     };
     let mut by_channel: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -287,6 +290,23 @@ pub(crate) async fn retention_guard<A: LiveStation>(
                 now,
             })
             .await?;
+        let call = Call {
+            operation: Mutation::Upload,
+            channel_id: &channel_id,
+            trigger: &Trigger::Retention,
+            at: now,
+        };
+        if let Err(fenced) = ctx.fence.check(call).await {
+            tracing::warn!(channel_id = %channel_id, reason = %fenced, "upload not sent: this instance may no longer act");
+            let not_sent = ActionOutcome {
+                error_message: Some(format!("not sent: {fenced}")),
+                ..ActionOutcome::new(ActionState::Failed)
+            };
+            ctx.store
+                .finish_action(action_id, &not_sent, &[], now)
+                .await?;
+            return Ok(());
+        }
         match ctx.api.upload(bucket, &ids).await {
             Ok(_) => {
                 ctx.notes.api_answered();

@@ -11,7 +11,13 @@
 //! 5. follow records (read side by side) and guard retention ([`follow`]).
 //!
 //! [`Engine::run`] repeats ticks at `poll_interval`, sooner when a schedule fires, a retry or a
-//! window end falls due, or a callback hints at a channel.
+//! window end falls due, a callback hints at a channel, or the leadership changes.
+//!
+//! With `[ha]` ([`fence::Leadership`]), a standby runs the same tick without step 4: it observes,
+//! moves occurrences, follows records, and keeps `owned_recordings` in step with the leader's
+//! hand-over notes. An instance that becomes the leader first takes the notes of the one before
+//! as requests that may still land (like a restart's unfinished journal), then acts; one that
+//! stops leading drops the jobs it had not sent.
 //!
 //! Each part owns its state and is handed only what it needs through [`Ctx`] (the API, the
 //! store, [`notes`] for events and metrics, the tick's clock). Time comes from the edge: `now`
@@ -27,12 +33,15 @@
 //! - [`follow`]: record polling and the retention guard.
 //! - [`occurrences`]: schedule occurrences from fire times, with catch-up after downtime.
 //! - [`notes`]: events, metrics, once-only alerts.
+//! - [`fence`]: who may act — always, alone; with `[ha]`, the etcd lease holder, checked right
+//!   before every state-changing call.
 //! - [`timer`]: tokio-cron-scheduler jobs that wake the engine at fire times.
 //! - [`lock`]: the database lock that keeps one engine per database.
 
 pub mod actions;
 pub mod claims;
 pub mod decide;
+pub mod fence;
 pub mod follow;
 pub mod lock;
 pub mod notes;
@@ -56,6 +65,7 @@ use crate::store::{EventKind, Store};
 use self::actions::{Actions, Applied, Landing};
 use self::claims::Claims;
 use self::decide::Decision;
+use self::fence::{Alone, Fence, Leadership, Note, Role};
 use self::follow::Follower;
 use self::notes::Notes;
 use self::retry::RetryPolicy;
@@ -68,6 +78,8 @@ pub enum Wake {
     Fire(String),
     /// A callback says this channel changed.
     Channel(String),
+    /// This instance became the leader, or stopped being it.
+    Leadership,
 }
 
 /// A configuration reload for a running engine: the new configuration, and a new API client
@@ -137,6 +149,8 @@ pub(crate) struct Ctx<'a, A> {
     pub store: &'a Store,
     pub notes: &'a Notes,
     pub clock: &'a TickClock,
+    /// Checked right before every state-changing call.
+    pub fence: &'a dyn Fence,
 }
 
 /// The engine. Generic over the Live Station it talks to (the HTTP [`Client`] in production,
@@ -158,6 +172,14 @@ pub struct Engine<A: LiveStation = Client> {
     last_prune: Option<i64>,
     /// The database is failing: since when, and what it said first.
     database_outage: Option<DatabaseOutage>,
+    /// Who may act ([`Alone`] without `[ha]`).
+    leadership: Arc<dyn Leadership>,
+    /// The term this instance took over for and acts in; `None` while it does not lead.
+    acting_term: Option<i64>,
+    /// The leader term last written to the database (read from it at the first tick).
+    known_term: Option<Option<i64>>,
+    /// The term for which this instance last wrote that it leads.
+    announced: Option<i64>,
 }
 
 /// A stretch of ticks the database failed. Nothing is sent whose intent could not be written,
@@ -200,7 +222,17 @@ impl<A: LiveStation> Engine<A> {
             follower: Follower::default(),
             last_prune: None,
             database_outage: None,
+            leadership: Arc::new(Alone),
+            acting_term: None,
+            known_term: None,
+            announced: None,
         }
+    }
+
+    /// Acts only while `leadership` allows it (`[ha]`); see the module doc.
+    pub fn with_leadership(mut self, leadership: Arc<dyn Leadership>) -> Engine<A> {
+        self.leadership = leadership;
+        self
     }
 
     /// Reports API calls, recordings and occurrences to these metrics.
@@ -241,6 +273,10 @@ impl<A: LiveStation> Engine<A> {
             return Ok(false);
         }
         self.observe_unlisted(&clock, &mut report, now).await?;
+        if self.leadership.role() == Role::Standby {
+            // Before the records are read: a recording the leader started is lsrecd's.
+            self.mirror_leader(now).await?;
+        }
         let recording: Vec<String> = self
             .config
             .channels
@@ -261,6 +297,7 @@ impl<A: LiveStation> Engine<A> {
             store: &self.store,
             notes: &self.notes,
             clock: &clock,
+            fence: self.leadership.as_ref(),
         };
         self.follower
             .follow(
@@ -280,12 +317,14 @@ impl<A: LiveStation> Engine<A> {
     pub async fn tick(&mut self, now: i64) -> Result<TickReport, EngineError> {
         let clock = TickClock::new(now);
         let mut report = TickReport::default();
+        let acting = self.follow_leadership(now).await?;
         {
             let ctx = Ctx {
                 api: &self.api,
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
+                fence: self.leadership.as_ref(),
             };
             for (id, applied) in self.actions.flush_unwritten(&ctx).await? {
                 note_applied(
@@ -307,12 +346,16 @@ impl<A: LiveStation> Engine<A> {
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
+                fence: self.leadership.as_ref(),
             };
             occurrences::materialize(&ctx, &self.config, now).await?;
             occurrences::advance(&ctx, &self.config, &self.view, self.up_since, now).await?;
         }
-        if report.observed {
+        if report.observed && acting {
             self.act(&clock, &mut report, now).await?;
+            self.keep_notes().await?;
+        } else if report.observed && self.leadership.role() == Role::Standby {
+            self.mirror_leader(now).await?;
         }
         {
             let ctx = Ctx {
@@ -320,6 +363,7 @@ impl<A: LiveStation> Engine<A> {
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
+                fence: self.leadership.as_ref(),
             };
             self.follower
                 .follow(
@@ -333,13 +377,15 @@ impl<A: LiveStation> Engine<A> {
                 )
                 .await?;
             if self.follower.polled_at(now) {
-                follow::retention_guard(&ctx, &self.config, &mut self.follower, now).await?;
+                follow::retention_guard(&ctx, &self.config, &mut self.follower, acting, now)
+                    .await?;
             }
         }
         report.channels = self.view.len();
         report.recording = self.view.recording();
         if let Some(m) = self.notes.metrics()
             && report.observed
+            && acting
         {
             m.set_recordings_active(report.recording as u64);
             m.set_claims_unrecorded(report.unrecorded as u64);
@@ -437,14 +483,23 @@ impl<A: LiveStation> Engine<A> {
                 Some(wake) = wakes.recv() => {
                     // A burst (callbacks) becomes one tick, at most one per MIN_TICK_GAP.
                     let mut wake = Some(wake);
+                    let mut at_once = false;
                     while let Some(w) = wake {
                         tracing::debug!(?w, "woken");
-                        if let Wake::Channel(id) = w {
-                            self.follower.mark(&id);
+                        match w {
+                            Wake::Channel(id) => self.follower.mark(&id),
+                            // A takeover is not held back by the gap: it is what a failover waits for.
+                            Wake::Leadership => at_once = true,
+                            Wake::Fire(_) => {}
                         }
                         wake = wakes.try_recv().ok();
                     }
-                    next_tick = next_tick.min(now_ms().max(last_tick + MIN_TICK_GAP.as_millis() as i64));
+                    let soonest = if at_once {
+                        now_ms()
+                    } else {
+                        now_ms().max(last_tick + MIN_TICK_GAP.as_millis() as i64)
+                    };
+                    next_tick = next_tick.min(soonest);
                 }
                 Some(Reload { config, client }) = reloads.recv() => {
                     if let Err(e) = self.store.limit_size(config.daemon.max_database_size).await {
@@ -619,6 +674,7 @@ impl<A: LiveStation> Engine<A> {
             store: &self.store,
             notes: &self.notes,
             clock,
+            fence: self.leadership.as_ref(),
         };
         for id in self.actions.watched() {
             if let Some(applied) = self
@@ -651,6 +707,7 @@ impl<A: LiveStation> Engine<A> {
             store: &self.store,
             notes: &self.notes,
             clock,
+            fence: self.leadership.as_ref(),
         };
         for id in self.actions.awaiting_observation() {
             if self.view.get(&id).is_some() {
@@ -692,6 +749,241 @@ impl<A: LiveStation> Engine<A> {
         Ok(())
     }
 
+    /// Follows the leadership: writes what this instance knows of it to the database (with a
+    /// `takeover` event when the leader's term changed), takes over or stands down when its role
+    /// changed, and says whether this tick acts.
+    async fn follow_leadership(&mut self, now: i64) -> Result<bool, EngineError> {
+        let role = self.leadership.role();
+        if let Some(status) = self.leadership.status() {
+            self.record_leadership(&status, now).await?;
+        }
+        match role {
+            Role::Alone => Ok(true),
+            Role::Leader { term } if self.acting_term == Some(term) => Ok(true),
+            Role::Leader { term } => self.take_over(term, now).await,
+            Role::Standby => {
+                if self.acting_term.take().is_some() {
+                    self.announced = None;
+                    self.actions.stand_down(&self.store, now).await?;
+                    let why = self
+                        .leadership
+                        .status()
+                        .and_then(|s| s.standby_reason)
+                        .unwrap_or_else(|| "it no longer holds the lease".into());
+                    self.notes
+                        .event(
+                            now,
+                            EventKind::LeadershipLost,
+                            None,
+                            None,
+                            &format!("this instance stopped acting: {why}; requests already sent are settled by observation, nothing more is sent"),
+                        )
+                        .await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Writes the leadership facts `lsrecd status` shows, and a `takeover` event when the term
+    /// differs from the one last written.
+    async fn record_leadership(
+        &mut self,
+        status: &fence::LeadershipStatus,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        use crate::store::keys;
+        let known = match self.known_term {
+            Some(known) => known,
+            None => {
+                let known = self.store.get_state_i64(keys::HA_TERM).await?;
+                self.known_term = Some(known);
+                known
+            }
+        };
+        let mut pairs = vec![
+            (keys::HA_INSTANCE, status.instance.clone()),
+            (
+                keys::HA_ROLE,
+                if status.leader { "leader" } else { "standby" }.to_string(),
+            ),
+            (
+                keys::HA_LEASE_RENEWED_AT,
+                status
+                    .lease_renewed_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                keys::HA_STANDBY_REASON,
+                status.standby_reason.clone().unwrap_or_default(),
+            ),
+        ];
+        if let (Some(term), Some(holder)) = (status.term, &status.holder)
+            && known != Some(term)
+        {
+            let before = self
+                .store
+                .get_state(keys::HA_LEADER)
+                .await?
+                .filter(|l| !l.is_empty());
+            let from = match &before {
+                Some(b) => format!(", taking over from {b}"),
+                None => String::new(),
+            };
+            let message = if *holder == status.instance {
+                self.announced = Some(term);
+                format!("this instance ({holder}) is the leader now (term {term}){from}")
+            } else {
+                format!("{holder} is the leader now (term {term}){from}; this instance stands by")
+            };
+            self.notes
+                .event(now, EventKind::Takeover, None, None, &message)
+                .await?;
+            if let Some(m) = self.notes.metrics() {
+                m.ha_takeover_seen();
+            }
+            pairs.push((keys::HA_TERM, term.to_string()));
+            pairs.push((keys::HA_LEADER, holder.clone()));
+            pairs.push((keys::HA_TERM_SEEN_AT, now.to_string()));
+            self.known_term = Some(Some(term));
+        }
+        self.store.set_states(&pairs, now).await?;
+        Ok(())
+    }
+
+    /// Becoming the leader of `term`: every hand-over note on a channel this instance does not
+    /// own becomes a start of an earlier leader that may still land (ARCHITECTURE.md §6.3: a
+    /// takeover is a restart without the journal). This tick's observation settles them before
+    /// anything is decided. Returns false when the notes could not be read (not acting yet).
+    async fn take_over(&mut self, term: i64, now: i64) -> Result<bool, EngineError> {
+        let handover = match self.leadership.handover().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "leader, but the hand-over notes cannot be read; not acting yet");
+                return Ok(false);
+            }
+        };
+        let owned: HashSet<String> = self
+            .store
+            .owned_recordings_open()
+            .await?
+            .into_iter()
+            .map(|o| o.channel_id)
+            .collect();
+        let foreign: Vec<Note> = handover
+            .notes
+            .into_iter()
+            .filter(|n| !owned.contains(&n.channel_id))
+            .collect();
+        // An earlier leader sent nothing during the last `silent_for_ms` before this instance
+        // could take over, and a request of its may land up to 2 × timeout + margin after its
+        // intent (a re-signed retry included).
+        let landing = landing_of(&self.config);
+        let land_by =
+            now + (2 * landing.timeout_ms + landing.margin_ms - handover.silent_for_ms).max(0);
+        let inherited = self.actions.inherit(&foreign, land_by, now);
+        tracing::info!(
+            term,
+            notes = foreign.len(),
+            inherited,
+            owned = owned.len(),
+            "taking over: an earlier leader's starts are settled by observation before anything is sent"
+        );
+        self.acting_term = Some(term);
+        if self.announced != Some(term) {
+            // The same term again (its lease lapsed and was renewed): no new leader, but this
+            // instance acts again from here on.
+            self.announced = Some(term);
+            let instance = self
+                .leadership
+                .status()
+                .map(|s| s.instance)
+                .unwrap_or_default();
+            self.notes
+                .event(
+                    now,
+                    EventKind::Takeover,
+                    None,
+                    None,
+                    &format!("this instance ({instance}) acts again as the leader (term {term}) now that its lease is renewed"),
+                )
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// The leader keeps a hand-over note on every channel it owns a recording on or is
+    /// starting. A failure is logged and tried again next tick.
+    async fn keep_notes(&mut self) -> Result<(), EngineError> {
+        if self.leadership.role() == Role::Alone {
+            return Ok(());
+        }
+        let mut wanted: Vec<Note> = self
+            .store
+            .owned_recordings_open()
+            .await?
+            .into_iter()
+            .map(|o| Note {
+                channel_id: o.channel_id,
+                trigger: o.trigger,
+                at: o.started_at,
+                instance: String::new(),
+            })
+            .collect();
+        for (channel_id, trigger, since) in self.actions.starting() {
+            if !wanted.iter().any(|n| n.channel_id == channel_id) {
+                wanted.push(Note {
+                    channel_id,
+                    trigger,
+                    at: since,
+                    instance: String::new(),
+                });
+            }
+        }
+        if let Err(e) = self.leadership.keep_notes(&wanted).await {
+            tracing::warn!(error = %e, "hand-over notes not updated; trying again next tick");
+        }
+        Ok(())
+    }
+
+    /// A standby's `owned_recordings` follow the leader's notes: a noted channel that records
+    /// is lsrecd's (so it is never reported as someone else's recording, and is stopped at its
+    /// end if this instance takes over); an open row without a note was ended by the leader.
+    async fn mirror_leader(&mut self, now: i64) -> Result<(), EngineError> {
+        let notes = match self.leadership.handover().await {
+            Ok(h) => h.notes,
+            Err(e) => {
+                tracing::debug!(error = %e, "hand-over notes unreadable; ownership not mirrored this tick");
+                return Ok(());
+            }
+        };
+        let owned = self.store.owned_recordings_open().await?;
+        for note in &notes {
+            let recording = self
+                .view
+                .get(&note.channel_id)
+                .is_some_and(|s| s.channel.is_recording);
+            if recording && !owned.iter().any(|o| o.channel_id == note.channel_id) {
+                self.store
+                    .open_owned_recording(&note.channel_id, &note.trigger, None, note.at)
+                    .await?;
+            }
+        }
+        for o in owned {
+            if !notes.iter().any(|n| n.channel_id == o.channel_id) {
+                self.store
+                    .close_owned_recording(
+                        &o.channel_id,
+                        "no longer lsrecd's: ended under the leader",
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Derives claims, decides for every configured channel, and acts.
     async fn act(
         &mut self,
@@ -714,6 +1006,7 @@ impl<A: LiveStation> Engine<A> {
             store: &self.store,
             notes: &self.notes,
             clock,
+            fence: self.leadership.as_ref(),
         };
         // Channels that may call the API are acted on side by side, each with its own part of
         // the action state and of the view, so that a call hanging until `api.timeout` delays

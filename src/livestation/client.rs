@@ -1097,7 +1097,7 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 
 /// Makes ring the process's rustls provider (reqwest is built without one). Installing fails
 /// only when a provider is already installed, which serves as well.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

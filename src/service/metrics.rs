@@ -124,6 +124,37 @@ struct VersionLabel {
     version: &'static str,
 }
 
+/// `{ha_instance, role, leader}` of `lsrecd_ha_role` (not `instance`, which Prometheus gives the
+/// scrape target).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HaRoleLabels {
+    ha_instance: String,
+    role: &'static str,
+    leader: String,
+}
+
+/// `lsrecd_ha_lease_age_seconds`: computed when scraped from the instant of the last renewal, so
+/// a stuck renewal shows as a growing age rather than a frozen value. No sample without `[ha]`.
+#[derive(Clone, Debug, Default)]
+struct LeaseAge(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl EncodeMetric for LeaseAge {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        let renewed = *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match renewed {
+            Some(at) => encoder.encode_gauge(&at.elapsed().as_secs_f64()),
+            None => Ok(()),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
 /// A gauge holding a float (the default gauge holds an integer).
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -173,6 +204,9 @@ struct Inner {
     retention_warnings: Counter,
     auth_failures: Counter,
     callbacks: Family<ResultLabel, Counter>,
+    ha_role: Family<HaRoleLabels, Gauge>,
+    ha_lease_age: LeaseAge,
+    ha_takeovers: Counter,
 }
 
 impl fmt::Debug for Inner {
@@ -202,6 +236,9 @@ impl Default for Inner {
             retention_warnings: Counter::default(),
             auth_failures: Counter::default(),
             callbacks: Family::default(),
+            ha_role: Family::default(),
+            ha_lease_age: LeaseAge::default(),
+            ha_takeovers: Counter::default(),
         };
         // Series an alert watches exist at zero from the start, so `increase()` sees the first
         // event and an absent series means a broken scrape rather than "nothing happened".
@@ -306,6 +343,21 @@ impl Inner {
             "callbacks",
             "Live Station event callbacks received, by result",
             Declared(self.callbacks.clone()),
+        );
+        r.register(
+            "ha_role",
+            "With [ha]: 1 for this instance's role (leader or standby) and the instance it sees holding the leader key (empty when none or unknown)",
+            Declared(self.ha_role.clone()),
+        );
+        r.register(
+            "ha_lease_age_seconds",
+            "With [ha]: seconds since this instance's etcd lease was last renewed (a leader stops acting at half the lease TTL)",
+            self.ha_lease_age.clone(),
+        );
+        r.register(
+            "ha_takeovers",
+            "With [ha]: changes of leader this instance has seen (its own takeovers included)",
+            self.ha_takeovers.clone(),
         );
         self
     }
@@ -436,6 +488,35 @@ impl Metrics {
             .callbacks
             .get_or_create(&ResultLabel::new(result))
             .inc();
+    }
+
+    /// With `[ha]`: this instance's role and the holder of the leader key it sees
+    /// (`lsrecd_ha_role{ha_instance,role,leader}`, one series at 1).
+    pub fn set_ha_role(&self, instance: &str, leader: bool, holder: Option<&str>) {
+        let labels = HaRoleLabels {
+            ha_instance: instance.to_owned(),
+            role: if leader { "leader" } else { "standby" },
+            leader: holder.unwrap_or_default().to_owned(),
+        };
+        if self.inner.ha_role.get(&labels).is_none() {
+            self.inner.ha_role.clear();
+        }
+        self.inner.ha_role.get_or_create(&labels).set(1);
+    }
+
+    /// With `[ha]`: this instance's lease was renewed at `at` (`lsrecd_ha_lease_age_seconds`).
+    pub fn ha_lease_renewed(&self, at: tokio::time::Instant) {
+        *self
+            .inner
+            .ha_lease_age
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    }
+
+    /// With `[ha]`: this instance saw a new leader term (`lsrecd_ha_takeovers_total`).
+    pub fn ha_takeover_seen(&self) {
+        self.inner.ha_takeovers.inc();
     }
 
     /// Every metric in Prometheus text exposition format 0.0.4 ([`CONTENT_TYPE`]).

@@ -58,7 +58,7 @@ pub use events::{EventRow, NewEvent};
 pub use occurrences::{NewOccurrence, OccurrenceRow, OccurrenceState};
 pub use outages::{NewOutage, OutageRow};
 pub use records::{HistoryRow, RecordChange, RecordFilter, RecordRow};
-pub use report::{ActiveRecording, ExpiringRecord, FailureRow, StatusReport};
+pub use report::{ActiveRecording, ExpiringRecord, FailureRow, HaReport, StatusReport};
 pub use state::keys;
 pub use values::{ActionState, EventKind, Mutation, OccurrenceReason, OutageOutcome, Trigger};
 

@@ -38,6 +38,29 @@ pub struct StatusReport {
     pub recent_failures: Vec<FailureRow>,
     /// Records not uploaded whose deletion is due within the warning, soonest first.
     pub expiring_records: Vec<ExpiringRecord>,
+    /// With `[ha]`: this instance's role and the leader, as of the daemon's last tick.
+    pub ha: Option<HaReport>,
+}
+
+/// The leadership as the daemon last wrote it (`daemon_state` keys `ha.*`). Times are epoch ms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HaReport {
+    /// This instance's name.
+    pub instance: String,
+    /// `leader` or `standby`.
+    pub role: String,
+    /// The instance holding the leader key, as last seen.
+    pub leader: Option<String>,
+    /// The leader's term (the key's create revision in etcd).
+    pub term: Option<i64>,
+    /// When this instance first saw that term.
+    pub term_seen_at: Option<i64>,
+    /// When this instance's lease was last renewed.
+    pub lease_renewed_at: Option<i64>,
+    /// Why this instance does not act, when it does not.
+    pub standby_reason: Option<String>,
+    /// When the daemon last wrote the role (its tick).
+    pub updated_at: i64,
 }
 
 /// A record in RECORDING (from the `active_recordings` view).
@@ -140,6 +163,35 @@ impl Store {
             outages: self.open_outages().await?,
             recent_failures,
             expiring_records: expiring,
+            ha: self.ha_report().await?,
         })
+    }
+
+    /// The `ha.*` facts, if a daemon with `[ha]` ever wrote them.
+    async fn ha_report(&self) -> Result<Option<HaReport>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT key, value, updated_at FROM daemon_state WHERE key LIKE 'ha.%'")
+                .fetch_all(self.reader())
+                .await?;
+        let get = |key: &str| {
+            rows.iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, v, _)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |key: &str| get(key).and_then(|v| v.parse::<i64>().ok());
+        let Some((_, role, updated_at)) = rows.iter().find(|(k, _, _)| k == keys::HA_ROLE) else {
+            return Ok(None);
+        };
+        Ok(Some(HaReport {
+            instance: get(keys::HA_INSTANCE).unwrap_or_default(),
+            role: role.clone(),
+            leader: get(keys::HA_LEADER),
+            term: number(keys::HA_TERM),
+            term_seen_at: number(keys::HA_TERM_SEEN_AT),
+            lease_renewed_at: number(keys::HA_LEASE_RENEWED_AT),
+            standby_reason: get(keys::HA_STANDBY_REASON),
+            updated_at: *updated_at,
+        }))
     }
 }

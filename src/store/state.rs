@@ -12,6 +12,20 @@ pub mod keys {
     pub const CHANNELS_SEEN: &str = "channels_seen";
     /// `retention.warn_before` in ms, written by the daemon at start; read by `expiring_records`.
     pub const RETENTION_WARN_BEFORE_MS: &str = "retention.warn_before_ms";
+    /// `[ha]`: this instance's name.
+    pub const HA_INSTANCE: &str = "ha.instance";
+    /// `[ha]`: `leader` or `standby`, as of the last tick.
+    pub const HA_ROLE: &str = "ha.role";
+    /// `[ha]`: the instance holding the leader key, as last seen (empty: nobody or unknown).
+    pub const HA_LEADER: &str = "ha.leader";
+    /// `[ha]`: the leader's term (the key's create revision in etcd), as last seen.
+    pub const HA_TERM: &str = "ha.term";
+    /// `[ha]`: epoch ms at which this instance first saw the current term.
+    pub const HA_TERM_SEEN_AT: &str = "ha.term_seen_at";
+    /// `[ha]`: epoch ms of the last renewal of this instance's lease (empty: none yet).
+    pub const HA_LEASE_RENEWED_AT: &str = "ha.lease_renewed_at";
+    /// `[ha]`: why this instance does not act, when it does not.
+    pub const HA_STANDBY_REASON: &str = "ha.standby_reason";
 }
 
 pub(crate) async fn set_state_in(
@@ -37,6 +51,16 @@ impl Store {
     pub async fn set_state(&self, key: &str, value: &str, now: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         set_state_in(&mut tx, key, value, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets several keys in one transaction.
+    pub async fn set_states(&self, pairs: &[(&str, String)], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (key, value) in pairs {
+            set_state_in(&mut tx, key, value, now).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

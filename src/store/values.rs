@@ -139,6 +139,11 @@ text_enum!(
         Tracked => "tracked",
         /// Failure kind: database writes failed for a while (reported once writing works again).
         DatabaseUnavailable => "database_unavailable",
+        /// `[ha]`: another instance (or this one) became the leader, as this instance saw it;
+        /// every instance writes it in its own database.
+        Takeover => "takeover",
+        /// `[ha]`: this instance stopped acting (its lease lapsed or was lost).
+        LeadershipLost => "leadership_lost",
     }
 );
 

@@ -1,13 +1,15 @@
 //! What the tests and the engine benchmark share: waiting for a condition, private files, the
 //! `lsrecd` binary as a child process, the emulator (in process, or as `lsrecd emulator`), a site
 //! directory with a configuration and a database read through `sqlite3`, a fake systemd notify
-//! socket, an independently signed HTTP caller, a forwarding proxy, and a Prometheus text parser.
+//! socket, an independently signed HTTP caller, a forwarding proxy, a Prometheus text parser, and
+//! a real etcd for the high-availability tests.
 //!
 //! Every test file includes it with `mod support;`; the benchmark with
 //! `#[path = "../tests/support/mod.rs"] mod support;`. Not every file uses every part.
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod etcd;
 pub mod exposition;
 pub mod notify;
 pub mod process;

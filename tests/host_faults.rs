@@ -311,33 +311,43 @@ async fn a_write_lock_held_by_an_operator_delays_starts_and_nothing_else() {
     let site = HostSite::new(&emu.base_url(), dir, database);
     let mut daemon = start(&site, &emu).await;
 
-    // `sqlite3 db` with `BEGIN IMMEDIATE` typed and the prompt left open.
+    // `sqlite3 db` with `BEGIN IMMEDIATE` typed and the prompt left open. The operator's
+    // shell waits for the lock like the daemon does (`.timeout`): without it, a `BEGIN` that
+    // meets one of the daemon's own writes fails and no lock is held. `-bail` ends the shell on
+    // such a failure, so `held` is printed only once the transaction is open.
     let mut operator = Command::new("sqlite3")
+        .arg("-bail")
         .arg(&site.database)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("sqlite3 runs");
     let mut stdin = operator.stdin.take().expect("a stdin");
     stdin
-        .write_all(b"BEGIN IMMEDIATE;\n")
+        .write_all(b".timeout 20000\nBEGIN IMMEDIATE;\nSELECT 'held';\n")
         .expect("the transaction is typed");
     stdin.flush().expect("flushed");
-    // The lock is held once another writer is refused at once.
-    wait_for(START_LIMIT, "the operator's write lock", async || {
-        let out = Command::new("sqlite3")
-            .arg(&site.database)
-            .arg(".timeout 0")
-            .arg("BEGIN IMMEDIATE; ROLLBACK;")
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stderr)
-            .contains("locked")
-            .then_some(())
+    let stdout = operator.stdout.take().expect("a stdout");
+    let said = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the reader ends")
+    .expect("sqlite3's output is readable");
+    assert_eq!(
+        said.trim(),
+        "held",
+        "the operator's transaction did not open; sqlite3 said: {}",
+        {
+            let mut err = String::new();
+            if let Some(mut e) = operator.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            err
+        }
+    );
     let locked_at = std::time::Instant::now();
     while_failing(&site, &emu, &daemon).await;
     for id in LATE {

@@ -1,10 +1,14 @@
 //! `channels`: what the channel list last said about each channel, written only on change.
 //!
-//! The daemon polls every few seconds; an idle poll must cost no channel writes. So one
-//! observation reads all rows, compares in memory and writes only the rows that differ, plus
-//! one heartbeat in `daemon_state`.
+//! The daemon polls every few seconds; an idle poll must cost no channel writes and, at
+//! thousands of channels, no channel reads either. So the rows as last written are kept in
+//! memory ([`RowCache`], read from the table once), each observation is compared with them and
+//! only the rows that differ are written, plus one heartbeat in `daemon_state`. The memory copy
+//! takes a row only once its transaction committed, so it never runs ahead of the table. The
+//! engine lock makes the daemon the only writer of this table while it runs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::MutexGuard;
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
@@ -56,6 +60,20 @@ impl ChannelRow {
         }
     }
 
+    /// Whether the row already says what the API says of the channel (compared in place:
+    /// an idle poll allocates nothing per channel).
+    fn says(&self, c: &Channel) -> bool {
+        let status = Some(c.channel_status.as_str()).filter(|s| !s.is_empty());
+        let settings = c.record.as_ref();
+        self.channel_name.as_deref() == c.channel_name.as_deref()
+            && self.channel_status.as_deref() == status
+            && self.is_recording == c.is_recording
+            && self.immediate_on_air == c.immediate_on_air
+            && self.record_upload_type.as_deref() == settings.and_then(|s| s.upload_type.as_deref())
+            && self.record_format.as_deref() == settings.and_then(|s| s.format.as_deref())
+            && c.created_time.is_none_or(|t| self.created_time == Some(t))
+    }
+
     /// Copies what the API says; returns whether any of it changed.
     fn apply_observation(&mut self, c: &Channel) -> bool {
         let status = Some(c.channel_status.as_str())
@@ -76,6 +94,116 @@ impl ChannelRow {
         *self = next;
         changed
     }
+}
+
+/// Compares one complete observation with the rows as last written: what to write, and what
+/// the observation found.
+fn compare(
+    existing: &RowCache,
+    seen: &[Channel],
+    configured: &[(String, Option<String>)],
+    now: i64,
+) -> (ObserveSummary, Vec<ChannelRow>) {
+    let config: HashMap<&str, &Option<String>> = configured
+        .iter()
+        .map(|(id, label)| (id.as_str(), label))
+        .collect();
+
+    let mut summary = ObserveSummary::default();
+    let mut done: HashSet<&str> = HashSet::new();
+    let mut to_write: Vec<ChannelRow> = Vec::new();
+
+    for c in seen {
+        if !done.insert(c.channel_id.as_str()) {
+            continue; // the same channel on two pages
+        }
+        let before = existing.get(&c.channel_id);
+        let label = config.get(c.channel_id.as_str());
+        if let Some(b) = before
+            && b.says(c)
+            && b.observed_at.is_some()
+            && b.missing_since.is_none()
+            && match label {
+                Some(l) => b.configured && b.label == **l,
+                None => !b.configured,
+            }
+        {
+            continue; // the usual case: nothing changed
+        }
+        let mut row = before
+            .cloned()
+            .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
+        if row.apply_observation(c) || row.observed_at.is_none() {
+            row.observed_at = Some(now);
+        }
+        match label {
+            Some(label) => {
+                row.configured = true;
+                row.label = (*label).clone();
+                if row.missing_since.is_some() {
+                    summary.back.push(c.channel_id.clone());
+                }
+            }
+            None => row.configured = false,
+        }
+        row.missing_since = None;
+        if before != Some(&row) {
+            to_write.push(row);
+        }
+    }
+    summary.channels_seen = done.len();
+
+    for (id, label) in configured {
+        if done.contains(id.as_str()) {
+            continue;
+        }
+        done.insert(id.as_str());
+        let before = existing.get(id);
+        let mut row = before.cloned().unwrap_or_else(|| ChannelRow::blank(id));
+        row.configured = true;
+        row.label = label.clone();
+        if row.missing_since.is_none() {
+            row.missing_since = Some(now);
+            summary.newly_missing.push(id.clone());
+        }
+        summary.missing.push(id.clone());
+        if before != Some(&row) {
+            to_write.push(row);
+        }
+    }
+
+    for (id, before) in existing {
+        if done.contains(id.as_str())
+            || (!before.configured
+                && (before.missing_since.is_some() || before.channel_status.is_none()))
+        {
+            continue;
+        }
+        // Neither returned nor configured: a channel deleted from the account, or one
+        // removed from the configuration that the API no longer lists.
+        let mut row = before.clone();
+        row.configured = false;
+        if row.missing_since.is_none() && row.channel_status.is_some() {
+            row.missing_since = Some(now);
+        }
+        if row != *before {
+            to_write.push(row);
+        }
+    }
+
+    (summary, to_write)
+}
+
+/// The `channels` rows as last committed, by channel id.
+pub(crate) type RowCache = HashMap<String, ChannelRow>;
+
+async fn load_rows(conn: &mut SqliteConnection) -> Result<RowCache, StoreError> {
+    Ok(sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.channel_id.clone(), r))
+        .collect())
 }
 
 /// What one observation found, beyond the rows it wrote.
@@ -144,85 +272,19 @@ impl Store {
         now: i64,
     ) -> Result<ObserveSummary, StoreError> {
         let mut tx = self.begin_write().await?;
-        let existing: HashMap<String, ChannelRow> =
-            sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels")
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|r| (r.channel_id.clone(), r))
-                .collect();
-        let config: HashMap<&str, &Option<String>> = configured
-            .iter()
-            .map(|(id, label)| (id.as_str(), label))
-            .collect();
-
-        let mut summary = ObserveSummary::default();
-        let mut done: HashSet<&str> = HashSet::new();
-        let mut to_write: Vec<ChannelRow> = Vec::new();
-
-        for c in seen {
-            if !done.insert(c.channel_id.as_str()) {
-                continue; // the same channel on two pages
-            }
-            let before = existing.get(&c.channel_id);
-            let mut row = before
-                .cloned()
-                .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
-            if row.apply_observation(c) || row.observed_at.is_none() {
-                row.observed_at = Some(now);
-            }
-            match config.get(c.channel_id.as_str()) {
-                Some(label) => {
-                    row.configured = true;
-                    row.label = (*label).clone();
-                    if row.missing_since.is_some() {
-                        summary.back.push(c.channel_id.clone());
-                    }
-                }
-                None => row.configured = false,
-            }
-            row.missing_since = None;
-            if before != Some(&row) {
-                to_write.push(row);
-            }
-        }
-        summary.channels_seen = done.len();
-
-        for (id, label) in configured {
-            if done.contains(id.as_str()) {
-                continue;
-            }
-            done.insert(id.as_str());
-            let before = existing.get(id);
-            let mut row = before.cloned().unwrap_or_else(|| ChannelRow::blank(id));
-            row.configured = true;
-            row.label = label.clone();
-            if row.missing_since.is_none() {
-                row.missing_since = Some(now);
-                summary.newly_missing.push(id.clone());
-            }
-            summary.missing.push(id.clone());
-            if before != Some(&row) {
-                to_write.push(row);
-            }
-        }
-
-        for (id, before) in &existing {
-            if done.contains(id.as_str()) {
-                continue;
-            }
-            // Neither returned nor configured: a channel deleted from the account, or one
-            // removed from the configuration that the API no longer lists.
-            let mut row = before.clone();
-            row.configured = false;
-            if row.missing_since.is_none() && row.channel_status.is_some() {
-                row.missing_since = Some(now);
-            }
-            if row != *before {
-                to_write.push(row);
-            }
-        }
-
+        let loaded = if self.row_cache().is_none() {
+            Some(load_rows(&mut tx).await?)
+        } else {
+            None
+        };
+        let (mut summary, to_write) = {
+            let mut cache = self.row_cache();
+            let existing = match (cache.take(), loaded) {
+                (Some(rows), _) | (None, Some(rows)) => cache.insert(rows),
+                (None, None) => cache.insert(RowCache::new()),
+            };
+            compare(existing, seen, configured, now)
+        };
         for row in &to_write {
             write_row(&mut tx, row).await?;
         }
@@ -236,6 +298,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.remember_rows(to_write);
         summary.missing.sort();
         summary.newly_missing.sort();
         summary.back.sort();
@@ -247,12 +310,26 @@ impl Store {
     /// heartbeat are left alone. Returns whether the row changed.
     #[instrument(skip_all, fields(channel_id = %c.channel_id))]
     pub async fn observe_channel(&self, c: &Channel, now: i64) -> Result<bool, StoreError> {
+        let cached = self
+            .row_cache()
+            .as_ref()
+            .map(|rows| rows.get(&c.channel_id).cloned());
+        if let Some(Some(before)) = &cached
+            && before.says(c)
+            && before.observed_at.is_some()
+        {
+            return Ok(false);
+        }
         let mut tx = self.begin_write().await?;
-        let before: Option<ChannelRow> =
-            sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
-                .bind(&c.channel_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let before: Option<ChannelRow> = match cached {
+            Some(row) => row,
+            None => {
+                sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
+                    .bind(&c.channel_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+        };
         let mut row = before
             .clone()
             .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
@@ -264,7 +341,25 @@ impl Store {
             write_row(&mut tx, &row).await?;
         }
         tx.commit().await?;
+        if changed {
+            self.remember_rows(vec![row]);
+        }
         Ok(changed)
+    }
+
+    /// The rows as last written, when they were read once ([`RowCache`]).
+    fn row_cache(&self) -> MutexGuard<'_, Option<RowCache>> {
+        // The guarded map is replaced or extended whole; a holder that panicked left it valid.
+        self.channel_rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rows a committed transaction wrote.
+    fn remember_rows(&self, rows: Vec<ChannelRow>) {
+        if let Some(cache) = self.row_cache().as_mut() {
+            for row in rows {
+                cache.insert(row.channel_id.clone(), row);
+            }
+        }
     }
 
     /// Every channel row, configured ones first, then by label and id.

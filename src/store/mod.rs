@@ -83,6 +83,9 @@ pub struct Store {
     path: PathBuf,
     /// `PRAGMA max_page_count` for every write transaction; 0 while no limit was ever set.
     max_pages: Arc<AtomicU64>,
+    /// The `channels` rows as last written, so that a poll compares in memory and reads
+    /// nothing (see [`channels`]).
+    channel_rows: Arc<std::sync::Mutex<Option<channels::RowCache>>>,
 }
 
 /// SQLite's own ceiling on `max_page_count`: "no limit but the disk".
@@ -266,6 +269,7 @@ impl Store {
             read,
             path: path.to_path_buf(),
             max_pages: Arc::default(),
+            channel_rows: Arc::default(),
         })
     }
 
@@ -297,6 +301,7 @@ impl Store {
             read,
             path: path.to_path_buf(),
             max_pages: Arc::default(),
+            channel_rows: Arc::default(),
         };
         if let Err(e) = store.check_schema_matches().await {
             store.close().await;

@@ -56,6 +56,11 @@ use super::retry::RetryPolicy;
 use super::view::ChannelView;
 use super::{Ctx, EngineError};
 
+/// A start is sent without reading its channel again when the channel was observed at most
+/// this long before (its listing page was just read, or a hint read it on its own): a read
+/// would say the same and cost a request slot.
+const FRESH_OBSERVATION_MS: i64 = 1_000;
+
 /// How long a request without a clear answer may still take effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Landing {
@@ -732,8 +737,23 @@ impl Actions {
         if !ctx.fence.may_act() {
             return Ok(None);
         }
-        if job.op == Op::Start {
-            // A list can be a poll old: read the channel right before starting it.
+        let fresh = view
+            .get(id)
+            .filter(|seen| ctx.clock.stamp() - seen.as_of <= FRESH_OBSERVATION_MS)
+            .map(|seen| {
+                let ch = &seen.channel;
+                ch.channel_status.is_live() && !ch.is_recording && !ch.immediate_on_air
+            });
+        if job.op == Op::Start
+            && let Some(go) = fresh
+        {
+            // Just read (its listing page, or on its own for a hint): as good as a read now.
+            if !go {
+                self.slot(id).job = Some(job);
+                return Ok(None);
+            }
+        } else if job.op == Op::Start {
+            // A listing can be a poll old: read the channel right before starting it.
             let as_of = ctx.clock.stamp();
             match ctx.api.get_channel(id).await {
                 Ok(reply) => {
@@ -1382,6 +1402,9 @@ mod tests {
         /// Whether a live claim holds the channel.
         claim: bool,
         fence: Arc<FakeFence>,
+        /// How old the observation is when it is taken (ms): 0 is a page just read; older
+        /// ones make a start read the channel first.
+        listing_age: i64,
     }
 
     /// A fence under the test's control. It records what it was asked and, at that moment,
@@ -1467,6 +1490,7 @@ mod tests {
                 _dir: dir,
                 api,
                 view: ChannelView::default(),
+                listing_age: 0,
                 actions: Actions::new(policy, landing),
                 claim: true,
                 fence,
@@ -1477,7 +1501,7 @@ mod tests {
         async fn observe(&mut self, now: i64) -> Option<Applied> {
             self.api.set_time(now);
             let ch = self.api.channel(CH).expect("the channel exists");
-            self.view.apply(ch, now, now);
+            self.view.apply(ch, now - self.listing_age, now);
             let clock = TickClock::new(now);
             let ctx = Ctx {
                 api: &self.api,
@@ -1579,8 +1603,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_start_on_a_channel_just_observed_is_sent_without_reading_it_again() {
+        let mut b = Bench::new(4).await;
+        assert_eq!(b.tick(1_000).await, Some(Applied::Started));
+        assert_eq!(b.api.calls(Operation::GetChannel), 0);
+        assert_eq!(b.journal().await, vec![start("SUCCEEDED", 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_start_on_a_channel_just_observed_recording_is_not_sent() {
+        let mut b = Bench::new(4).await;
+        // Recording already when observed (someone else's start): nothing is sent.
+        let permit = b.api.ready().await;
+        let _ = b.api.start_record(CH, permit).await;
+        b.claim = true;
+        b.tick(1_000).await;
+        assert_eq!(
+            b.api.calls(Operation::StartRecord),
+            1,
+            "only the one made here"
+        );
+    }
+
+    #[tokio::test]
     async fn a_start_that_succeeds_is_journaled_owned_and_told_once() {
         let mut b = Bench::new(4).await;
+        b.listing_age = 2_000;
         assert_eq!(b.tick(1_000).await, Some(Applied::Started));
         assert_eq!(b.journal().await, vec![start("SUCCEEDED", 1)]);
         assert_eq!(b.owned().await, 1);
@@ -1722,6 +1770,7 @@ mod tests {
     #[tokio::test]
     async fn reads_are_not_attempts_and_a_used_up_burst_is_told_once_then_retried_quietly() {
         let mut b = Bench::new(3).await;
+        b.listing_age = 2_000;
         b.api.script(
             Operation::GetChannel,
             Behaviour::Fail(memory::server_error(503)),

@@ -10,7 +10,7 @@
 //! recording do not start it again) and the next instant a claim ends, so the engine can wake
 //! for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::config::Config;
 use crate::store::{OccurrenceState, Store, StoreError};
@@ -38,14 +38,16 @@ impl Claims {
         self.next_deadline
     }
 
-    /// The decision inputs of every configured channel (only `focus` when set). `start_blocked`
-    /// is left false: the action part knows it.
+    /// The decision inputs of every configured channel (only `focus` when set, only those in
+    /// `only` when given: then the next deadline is left as the last full derivation found it).
+    /// `start_blocked` is left false: the action part knows it.
     pub(crate) async fn derive(
         &mut self,
         store: &Store,
         config: &Config,
         view: &ChannelView,
         focus: Option<&str>,
+        only: Option<&HashSet<String>>,
         now: i64,
     ) -> Result<Vec<ChannelState>, StoreError> {
         let owned: HashMap<String, Owned> = store
@@ -94,7 +96,7 @@ impl Claims {
             }
         };
         for cc in &config.channels {
-            if focus.is_some_and(|f| f != cc.id) {
+            if focus.is_some_and(|f| f != cc.id) || only.is_some_and(|o| !o.contains(&cc.id)) {
                 continue;
             }
             let seen = view.get(&cc.id);
@@ -128,7 +130,9 @@ impl Claims {
                 start_blocked: false,
             });
         }
-        self.next_deadline = next_deadline;
+        if only.is_none() {
+            self.next_deadline = next_deadline;
+        }
         Ok(states)
     }
 }

@@ -59,7 +59,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::livestation::{ApiError, Client, LiveStation};
+use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
+use crate::livestation::{ApiError, Client, Listing, LiveStation};
 use crate::store::{EventKind, Store};
 
 use self::actions::{Actions, Applied, Landing};
@@ -180,6 +181,13 @@ pub struct Engine<A: LiveStation = Client> {
     known_term: Option<Option<i64>>,
     /// The term for which this instance last wrote that it leads.
     announced: Option<i64>,
+    /// The configured channel ids, and with their labels (as the store takes them).
+    configured: HashSet<String>,
+    labels: Vec<(String, Option<String>)>,
+    /// The wake-ups, while [`Engine::run`] runs: a tick serves hints between listing pages.
+    wakes: Option<mpsc::Receiver<Wake>>,
+    /// A wake-up other than a hint arrived during a tick: tick again right after it.
+    woken: bool,
 }
 
 /// A stretch of ticks the database failed. Nothing is sent whose intent could not be written,
@@ -201,8 +209,6 @@ const DATABASE_OUTAGE_LOG_EVERY_MS: i64 = 60_000;
 /// `api.timeout` does not hold up every other channel of the tick.
 pub(crate) const CONCURRENT_CHANNELS: usize = 32;
 
-/// Wake-ups closer together than this are merged into one tick.
-const MIN_TICK_GAP: Duration = Duration::from_millis(500);
 /// How often old actions and events are pruned.
 const PRUNE_EVERY_MS: i64 = 24 * 3600 * 1000;
 
@@ -210,6 +216,8 @@ impl<A: LiveStation> Engine<A> {
     /// A new engine. Call [`Engine::reconcile`] before the first [`Engine::tick`].
     pub fn new(config: Arc<Config>, api: A, store: Store, now: i64) -> Engine<A> {
         Engine {
+            configured: configured_ids(&config),
+            labels: labels_of(&config),
             actions: Actions::new(policy_of(&config), landing_of(&config)),
             notes: Notes::new(store.clone()),
             config,
@@ -226,6 +234,8 @@ impl<A: LiveStation> Engine<A> {
             acting_term: None,
             known_term: None,
             announced: None,
+            wakes: None,
+            woken: false,
         }
     }
 
@@ -256,6 +266,8 @@ impl<A: LiveStation> Engine<A> {
         }
         self.actions
             .reconfigure(policy_of(&config), landing_of(&config));
+        self.configured = configured_ids(&config);
+        self.labels = labels_of(&config);
         self.config = config;
     }
 
@@ -269,7 +281,7 @@ impl<A: LiveStation> Engine<A> {
         let clock = TickClock::new(now);
         self.actions.load_unfinished(&self.store, now).await?;
         let mut report = TickReport::default();
-        if !self.observe(&clock, &mut report, now).await? {
+        if !self.observe(&clock, &mut report, now, false).await? {
             return Ok(false);
         }
         self.observe_unlisted(&clock, &mut report, now).await?;
@@ -336,7 +348,7 @@ impl<A: LiveStation> Engine<A> {
                 );
             }
         }
-        report.observed = self.observe(&clock, &mut report, now).await?;
+        report.observed = self.observe(&clock, &mut report, now, acting).await?;
         if report.observed {
             self.observe_unlisted(&clock, &mut report, now).await?;
         }
@@ -352,7 +364,7 @@ impl<A: LiveStation> Engine<A> {
             occurrences::advance(&ctx, &self.config, &self.view, self.up_since, now).await?;
         }
         if report.observed && acting {
-            self.act(&clock, &mut report, now).await?;
+            self.act(&clock, &mut report, now, None).await?;
             self.keep_notes().await?;
         } else if report.observed && self.leadership.role() == Role::Standby {
             self.mirror_leader(now).await?;
@@ -420,21 +432,21 @@ impl<A: LiveStation> Engine<A> {
     /// after every tick with its report, and on every idle wake-up with `None`).
     pub async fn run(
         mut self,
-        mut wakes: mpsc::Receiver<Wake>,
+        wakes: mpsc::Receiver<Wake>,
         mut reloads: mpsc::Receiver<Reload<A>>,
         mut on_beat: impl FnMut(Option<&TickReport>, i64) + Send,
         keepalive: Option<Duration>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), EngineError> {
         tokio::pin!(shutdown);
+        self.wakes = Some(wakes);
         let (fire_tx, mut fires) = mpsc::channel(64);
         let mut timers = timer::FireTimers::start(fire_tx).await;
         let mut next_tick = now_ms();
-        let mut last_tick = i64::MIN / 2;
         loop {
             let now = now_ms();
             if now >= next_tick {
-                last_tick = now;
+                self.woken = false;
                 // Shutdown does not wait for a slow call: a tick cut short leaves at most an
                 // action in PENDING, which the next start reconciles; recordings keep running.
                 let ticked = tokio::select! {
@@ -465,7 +477,11 @@ impl<A: LiveStation> Engine<A> {
                     t.arm(&self.config, now).await;
                 }
                 let after = now_ms();
-                next_tick = after + self.next_wake_in(now, after).as_millis() as i64;
+                next_tick = if self.woken {
+                    after
+                } else {
+                    after + self.next_wake_in(now, after).as_millis() as i64
+                };
             } else {
                 on_beat(None, now);
             }
@@ -473,6 +489,9 @@ impl<A: LiveStation> Engine<A> {
             if let Some(k) = keepalive {
                 sleep_for = sleep_for.min(k);
             }
+            let Some(wakes) = self.wakes.as_mut() else {
+                break;
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(sleep_for) => {}
@@ -481,25 +500,34 @@ impl<A: LiveStation> Engine<A> {
                     next_tick = now_ms();
                 }
                 Some(wake) = wakes.recv() => {
-                    // A burst (callbacks) becomes one tick, at most one per MIN_TICK_GAP.
+                    // Hints are served at once, a burst together; a schedule fire or a change
+                    // of leadership brings the next tick forward.
+                    let mut hinted = Vec::new();
                     let mut wake = Some(wake);
-                    let mut at_once = false;
                     while let Some(w) = wake {
                         tracing::debug!(?w, "woken");
                         match w {
-                            Wake::Channel(id) => self.follower.mark(&id),
-                            // A takeover is not held back by the gap: it is what a failover waits for.
-                            Wake::Leadership => at_once = true,
-                            Wake::Fire(_) => {}
+                            Wake::Channel(id) => {
+                                if !hinted.contains(&id) {
+                                    hinted.push(id);
+                                }
+                            }
+                            Wake::Leadership | Wake::Fire(_) => next_tick = now_ms(),
                         }
-                        wake = wakes.try_recv().ok();
+                        wake = self.wakes.as_mut().and_then(|w| w.try_recv().ok());
                     }
-                    let soonest = if at_once {
-                        now_ms()
-                    } else {
-                        now_ms().max(last_tick + MIN_TICK_GAP.as_millis() as i64)
-                    };
-                    next_tick = next_tick.min(soonest);
+                    if !hinted.is_empty() {
+                        let now = now_ms();
+                        let (clock, mut report) = (TickClock::new(now), TickReport::default());
+                        let served = tokio::select! {
+                            r = self.hint(hinted, &clock, &mut report, now) => r,
+                            _ = &mut shutdown => break,
+                        };
+                        if let Err(e) = served {
+                            self.database_failed(now, &e);
+                            self.store.reopen_writer().await;
+                        }
+                    }
                 }
                 Some(Reload { config, client }) = reloads.recv() => {
                     if let Err(e) = self.store.limit_size(config.daemon.max_database_size).await {
@@ -599,37 +627,85 @@ impl<A: LiveStation> Engine<A> {
         Duration::from_millis((next - now).clamp(0, i64::MAX) as u64)
     }
 
-    /// Reads every channel (paged), stores what changed, refreshes the view and lets the
-    /// observations settle what they can. Returns false when the API could not be read
-    /// (nothing is decided on stale data).
+    /// Reads every channel page by page. Each page goes into the view at once, settles what its
+    /// observations can, and — when this instance acts — starts what its channels' claims want,
+    /// so a channel early in the listing is not held back by the pages after it; callback hints
+    /// that arrived meanwhile are served between pages. Once the listing is complete, what
+    /// changed is stored. Returns false when the API could not be read (nothing more is decided
+    /// on what this tick has not read).
     async fn observe(
         &mut self,
         clock: &TickClock,
         report: &mut TickReport,
         now: i64,
+        acting: bool,
     ) -> Result<bool, EngineError> {
-        let as_of = clock.stamp();
-        let page = match view::read_listing(&self.api).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, "channel list failed; not acting this tick");
-                self.notes.api_error(now, None, &e).await?;
-                return Ok(false);
+        let mut listing = Listing::default();
+        let mut settled: HashSet<String> = HashSet::new();
+        let mut page_no = 1;
+        loop {
+            let as_of = clock.stamp();
+            let page = match self
+                .api
+                .list_channels_page(page_no, CHANNEL_PAGE_SIZE)
+                .await
+            {
+                Ok(page) => page.value,
+                Err(e) => {
+                    tracing::warn!(error = %e, page_no, "channel list failed; not acting on what this tick has not read");
+                    self.notes.api_error(now, None, &e).await?;
+                    return Ok(false);
+                }
+            };
+            let (fresh, complete) = listing.take(page_no, page);
+            let mut moved = HashSet::new();
+            for ch in fresh {
+                let recording = ch.is_recording;
+                let id = ch.channel_id.clone();
+                let change = self.view.apply(ch, as_of, now);
+                if change == Change::Changed || (change == Change::New && recording) {
+                    self.follower.mark(&id);
+                }
+                if change != Change::Same && self.configured.contains(&id) {
+                    moved.insert(id);
+                }
             }
-        };
+            let on_page: Vec<String> = self
+                .actions
+                .watched()
+                .into_iter()
+                .filter(|id| listing.lists(id) && !settled.contains(id))
+                .collect();
+            for id in on_page {
+                self.settle(clock, report, &id, now).await?;
+                settled.insert(id);
+            }
+            if acting && !moved.is_empty() {
+                self.act(clock, report, now, Some(&moved)).await?;
+            }
+            if complete {
+                break;
+            }
+            if page_no == MAX_CHANNEL_PAGES {
+                tracing::warn!(
+                    pages = page_no,
+                    "stopped listing channels after {MAX_CHANNEL_PAGES} pages"
+                );
+                break;
+            }
+            page_no += 1;
+            if acting {
+                self.serve_hints(clock).await?;
+            }
+        }
         self.notes.api_answered();
-        for skipped in &page.skipped {
+        for skipped in listing.skipped() {
             tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
         }
-        let configured: Vec<(String, Option<String>)> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| (c.id.clone(), c.label.clone()))
-            .collect();
+        self.view.retain(|id| listing.lists(id));
         let summary = self
             .store
-            .observe_channels(&page.channels, &configured, now)
+            .observe_channels(self.view.channels(), &self.labels, now)
             .await?;
         for id in &summary.newly_missing {
             self.notes
@@ -653,22 +729,21 @@ impl<A: LiveStation> Engine<A> {
                 )
                 .await?;
         }
-        let mut listed = HashSet::new();
-        for ch in page.channels {
-            listed.insert(ch.channel_id.clone());
-            let recording = ch.is_recording;
-            let id = ch.channel_id.clone();
-            match self.view.apply(ch, as_of, now) {
-                Change::Changed => self.follower.mark(&id),
-                Change::New if recording => self.follower.mark(&id),
-                _ => {}
-            }
-        }
-        self.view.retain(&listed);
         if let Some(m) = self.notes.metrics() {
             m.poll_succeeded(now as f64 / 1000.0);
             m.set_channels(self.view.len() as u64);
         }
+        Ok(true)
+    }
+
+    /// Lets the channel's latest observation settle or unblock its action.
+    async fn settle(
+        &mut self,
+        clock: &TickClock,
+        report: &mut TickReport,
+        id: &str,
+        now: i64,
+    ) -> Result<(), EngineError> {
         let ctx = Ctx {
             api: &self.api,
             store: &self.store,
@@ -676,22 +751,107 @@ impl<A: LiveStation> Engine<A> {
             clock,
             fence: self.leadership.as_ref(),
         };
-        for id in self.actions.watched() {
-            if let Some(applied) = self
-                .actions
-                .observed(&ctx, &mut self.view, &id, now)
-                .await?
-            {
-                note_applied(
-                    (&mut self.claims, &mut self.follower),
-                    report,
-                    &id,
-                    applied,
-                    now,
-                );
+        if let Some(applied) = self.actions.observed(&ctx, &mut self.view, id, now).await? {
+            note_applied(
+                (&mut self.claims, &mut self.follower),
+                report,
+                id,
+                applied,
+                now,
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether this instance may act now: always alone; with `[ha]`, while it leads the term
+    /// it took over for.
+    fn acting(&self) -> bool {
+        match self.leadership.role() {
+            Role::Alone => true,
+            Role::Leader { term } => self.acting_term == Some(term),
+            Role::Standby => false,
+        }
+    }
+
+    /// Serves the callback hints waiting in the wake-up channel (during a tick's listing):
+    /// other wake-ups seen on the way ask for another tick right after this one.
+    async fn serve_hints(&mut self, clock: &TickClock) -> Result<(), EngineError> {
+        let mut ids: Vec<String> = Vec::new();
+        while let Some(wake) = self.wakes.as_mut().and_then(|w| w.try_recv().ok()) {
+            match wake {
+                Wake::Channel(id) => {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                Wake::Fire(_) | Wake::Leadership => self.woken = true,
             }
         }
-        Ok(true)
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = clock.stamp();
+        self.hint(ids, clock, &mut TickReport::default(), now).await
+    }
+
+    /// A hint (a callback) that these channels changed: each configured one is read on its own
+    /// (`getChannel`, side by side, one read per channel) and what its claims want started is
+    /// started at once, without waiting for the next listing. Stops and everything else are
+    /// left to the next tick, which sees the whole picture (a window's end, the next
+    /// occurrence). Channels not in the configuration are ignored. A standby only notes them.
+    pub(crate) async fn hint(
+        &mut self,
+        ids: Vec<String>,
+        clock: &TickClock,
+        report: &mut TickReport,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| {
+                let known = self.configured.contains(id);
+                if !known {
+                    tracing::debug!(channel_id = %id, "hint for a channel not in the configuration; ignored");
+                }
+                known
+            })
+            .collect();
+        for id in &ids {
+            self.follower.mark(id);
+        }
+        if ids.is_empty() || !self.acting() {
+            return Ok(());
+        }
+        let api = &self.api;
+        let reads: Vec<_> = stream::iter(ids)
+            .map(|id| async move {
+                let as_of = clock.stamp();
+                let read = api.get_channel(&id).await;
+                (id, as_of, read)
+            })
+            .buffered(CONCURRENT_CHANNELS)
+            .collect()
+            .await;
+        let mut read = HashSet::new();
+        for (id, as_of, result) in reads {
+            match result {
+                Ok(reply) => {
+                    self.notes.api_answered();
+                    self.store.observe_channel(&reply.value, now).await?;
+                    self.view.apply(reply.value, as_of, now);
+                    self.settle(clock, report, &id, now).await?;
+                    read.insert(id);
+                }
+                Err(e) => {
+                    tracing::warn!(channel_id = %id, error = %e, "could not read a hinted channel; the next poll sees it");
+                    self.notes.api_error(now, Some(&id), &e).await?;
+                }
+            }
+        }
+        if !read.is_empty() {
+            self.act(clock, report, now, Some(&read)).await?;
+        }
+        Ok(())
     }
 
     /// Channels with an unclear request that the listing did not return are read one by one
@@ -984,12 +1144,15 @@ impl<A: LiveStation> Engine<A> {
         Ok(())
     }
 
-    /// Derives claims, decides for every configured channel, and acts.
+    /// Derives claims, decides for every configured channel, and acts. With `only`, for those
+    /// channels alone and starts alone (a page just read, a hint): the rest waits for the tick's
+    /// full pass, which knows every occurrence's state.
     async fn act(
         &mut self,
         clock: &TickClock,
         report: &mut TickReport,
         now: i64,
+        only: Option<&HashSet<String>>,
     ) -> Result<(), EngineError> {
         let states = self
             .claims
@@ -998,6 +1161,7 @@ impl<A: LiveStation> Engine<A> {
                 &self.config,
                 &self.view,
                 self.focus.as_deref(),
+                only,
                 now,
             )
             .await?;
@@ -1016,6 +1180,9 @@ impl<A: LiveStation> Engine<A> {
         let mut failed = None;
         for state in states {
             let desired = decide::decide(&state, now);
+            if only.is_some() && !matches!(desired, Some(Decision::Start { .. })) {
+                continue;
+            }
             if self.actions.may_call(&state.channel_id, desired.as_ref()) {
                 let actions = self.actions.detach(&state.channel_id);
                 let view = self.view.detach(&state.channel_id);
@@ -1077,7 +1244,8 @@ impl<A: LiveStation> Engine<A> {
                 );
             }
             // Still wanting a recording after acting: a claim that is not served (yet).
-            if matches!(desired, Some(Decision::Start { .. }))
+            if only.is_none()
+                && matches!(desired, Some(Decision::Start { .. }))
                 && !self
                     .view
                     .get(&state.channel_id)
@@ -1110,6 +1278,18 @@ fn note_applied(
             }
         }
     }
+}
+
+fn configured_ids(config: &Config) -> HashSet<String> {
+    config.channels.iter().map(|c| c.id.clone()).collect()
+}
+
+fn labels_of(config: &Config) -> Vec<(String, Option<String>)> {
+    config
+        .channels
+        .iter()
+        .map(|c| (c.id.clone(), c.label.clone()))
+        .collect()
 }
 
 fn policy_of(config: &Config) -> RetryPolicy {
@@ -1155,6 +1335,8 @@ mod tests {
         gate: Arc<tokio::sync::Semaphore>,
         /// Held calls that have arrived (and wait, or waited, at the gate).
         arrived: Arc<std::sync::atomic::AtomicUsize>,
+        /// Every call in the order it was made: `list 2`, `get a`, `start a`, …
+        log: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     impl Network {
@@ -1165,7 +1347,12 @@ mod tests {
                 held: Vec::new(),
                 gate: Arc::new(tokio::sync::Semaphore::new(0)),
                 arrived: Arc::default(),
+                log: Arc::default(),
             }
+        }
+
+        fn note(&self, call: String) {
+            self.log.lock().expect("the log").push(call);
         }
 
         async fn pass(&self, op: Operation, channel_id: &str) {
@@ -1183,10 +1370,12 @@ mod tests {
             page_no: u32,
             page_size: u32,
         ) -> Result<Reply<ChannelPage>, ApiError> {
+            self.note(format!("list {page_no}"));
             self.inner.list_channels_page(page_no, page_size).await
         }
 
         async fn get_channel(&self, channel_id: &str) -> Result<Reply<Channel>, ApiError> {
+            self.note(format!("get {channel_id}"));
             // Latency of the call, not a wait for a condition.
             tokio::time::sleep(self.read_latency).await;
             self.inner.get_channel(channel_id).await
@@ -1202,6 +1391,7 @@ mod tests {
         }
 
         async fn start_record(&self, channel_id: &str, permit: Permit) -> Sent<RecordSet> {
+            self.note(format!("start {channel_id}"));
             self.pass(Operation::StartRecord, channel_id).await;
             self.inner.start_record(channel_id, permit).await
         }
@@ -1422,5 +1612,175 @@ poll_interval = "1s"
             .await
             .expect("records");
         assert_eq!(stored, 2);
+    }
+
+    /// `n` channels `c000`, `c001`, … (three pages from 201 on), all configured.
+    fn many(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("c{i:03}")).collect()
+    }
+
+    async fn engine_with(
+        dir: &std::path::Path,
+        ids: &[String],
+        api: &Arc<MemoryLiveStation>,
+    ) -> (Engine<Network>, Arc<std::sync::Mutex<Vec<String>>>, Store) {
+        let store = Store::open(&dir.join("unit.db")).await.expect("database");
+        for id in ids {
+            api.add_channel(id, false);
+        }
+        let network = Network::new(api.clone());
+        let log = network.log.clone();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let engine = Engine::new(config_with(dir, &refs), network, store.clone(), 1_000);
+        (engine, log, store)
+    }
+
+    fn position(log: &[String], call: &str) -> usize {
+        log.iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("no {call:?} in {log:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_channel_on_the_first_page_is_started_before_the_second_page_is_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        let ids = many(250);
+        let (mut engine, log, _store) = engine_with(dir.path(), &ids, &api).await;
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        api.set_publishing("c005", true);
+        api.set_publishing("c240", true);
+        log.lock().expect("log").clear();
+        let report = engine.tick(2_000).await.expect("tick");
+        let log = log.lock().expect("log").clone();
+        assert!(
+            position(&log, "start c005") < position(&log, "list 2"),
+            "{log:?}"
+        );
+        assert!(
+            position(&log, "list 3") < position(&log, "start c240"),
+            "{log:?}"
+        );
+        assert_eq!(report.starts, 2);
+        assert_eq!(api.calls(Operation::StartRecord), 2, "each started once");
+        // The tick's full pass after the listing sends nothing more.
+        engine.tick(3_000).await.expect("tick");
+        assert_eq!(api.calls(Operation::StartRecord), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hint_reads_its_channel_alone_and_starts_it_without_a_listing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        let ids = many(250);
+        let (mut engine, log, store) = engine_with(dir.path(), &ids, &api).await;
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        engine.tick(1_000).await.expect("tick");
+        api.set_publishing("c222", true);
+        log.lock().expect("log").clear();
+        let clock = TickClock::new(2_000);
+        engine
+            .hint(
+                vec!["c222".into(), "not-configured".into()],
+                &clock,
+                &mut TickReport::default(),
+                2_000,
+            )
+            .await
+            .expect("hint");
+        assert_eq!(
+            *log.lock().expect("log"),
+            ["get c222", "start c222"],
+            "one read, one start, no listing, nothing for a channel lsrecd does not manage"
+        );
+        let journal: Vec<(String, String)> =
+            sqlx::query_as("SELECT channel_id, state FROM actions")
+                .fetch_all(store.reader())
+                .await
+                .expect("actions");
+        assert_eq!(journal, [("c222".into(), "SUCCEEDED".into())]);
+        // The next poll sees it recording and sends nothing.
+        engine.tick(3_000).await.expect("tick");
+        assert_eq!(api.calls(Operation::StartRecord), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hint_that_arrives_during_a_listing_is_served_before_the_next_page() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        let ids = many(250);
+        let (mut engine, log, _store) = engine_with(dir.path(), &ids, &api).await;
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        let (tx, rx) = mpsc::channel(8);
+        engine.wakes = Some(rx);
+        api.set_publishing("c240", true);
+        tx.send(Wake::Channel("c240".into())).await.expect("sent");
+        log.lock().expect("log").clear();
+        engine.tick(2_000).await.expect("tick");
+        let log = log.lock().expect("log").clone();
+        assert_eq!(
+            &log[..4],
+            ["list 1", "get c240", "start c240", "list 2"],
+            "{log:?}"
+        );
+        assert_eq!(api.calls(Operation::StartRecord), 1, "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_standby_takes_a_hint_as_a_note_and_calls_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        let ids = many(3);
+        let (engine, log, _store) = engine_with(dir.path(), &ids, &api).await;
+        let mut engine = engine.with_leadership(Arc::new(Standing));
+        api.set_publishing("c001", true);
+        let clock = TickClock::new(2_000);
+        engine
+            .hint(
+                vec!["c001".into()],
+                &clock,
+                &mut TickReport::default(),
+                2_000,
+            )
+            .await
+            .expect("hint");
+        assert!(log.lock().expect("log").is_empty());
+    }
+
+    /// Leadership that always stands by.
+    struct Standing;
+
+    impl Fence for Standing {
+        fn may_act(&self) -> bool {
+            false
+        }
+
+        fn check<'a>(
+            &'a self,
+            _call: fence::Call<'a>,
+        ) -> fence::Pending<'a, Result<(), fence::Fenced>> {
+            Box::pin(async { Err(fence::Fenced::NotLeader) })
+        }
+    }
+
+    impl Leadership for Standing {
+        fn role(&self) -> Role {
+            Role::Standby
+        }
+
+        fn status(&self) -> Option<fence::LeadershipStatus> {
+            None
+        }
+
+        fn handover(&self) -> fence::Pending<'_, Result<fence::Handover, fence::Fenced>> {
+            Box::pin(async { Err(fence::Fenced::NotLeader) })
+        }
+
+        fn keep_notes<'a>(
+            &'a self,
+            _wanted: &'a [Note],
+        ) -> fence::Pending<'a, Result<(), fence::Fenced>> {
+            Box::pin(async { Err(fence::Fenced::NotLeader) })
+        }
     }
 }

@@ -7,10 +7,9 @@
 //! an unclear start be settled by an observation: only one requested after the start could last
 //! take effect says anything about it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
-use crate::livestation::{ApiError, Channel, ChannelPage, Listing, LiveStation};
+use crate::livestation::Channel;
 
 use super::decide::Observed;
 
@@ -107,8 +106,13 @@ impl ChannelView {
     }
 
     /// Forgets channels a complete listing did not return.
-    pub(crate) fn retain(&mut self, listed: &HashSet<String>) {
-        self.seen.retain(|id, _| listed.contains(id));
+    pub(crate) fn retain(&mut self, listed: impl Fn(&str) -> bool) {
+        self.seen.retain(|id, _| listed(id));
+    }
+
+    /// Every channel as last observed, in no particular order.
+    pub(crate) fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.seen.values().map(|s| &s.channel)
     }
 
     /// The last observation of a channel.
@@ -135,28 +139,6 @@ impl ChannelView {
             .filter(|s| s.channel.is_recording)
             .count()
     }
-}
-
-/// Reads the whole channel list, page by page (see [`Listing`] for when it is complete).
-pub(crate) async fn read_listing<A: LiveStation>(api: &A) -> Result<ChannelPage, ApiError> {
-    let mut listing = Listing::default();
-    let mut page_no = 1;
-    loop {
-        let page = api.list_channels_page(page_no, CHANNEL_PAGE_SIZE).await?;
-        if listing.add(page_no, page.value) {
-            break;
-        }
-        if page_no == MAX_CHANNEL_PAGES {
-            tracing::warn!(
-                pages = page_no,
-                channels = listing.channels().len(),
-                "stopped listing channels after {MAX_CHANNEL_PAGES} pages"
-            );
-            break;
-        }
-        page_no += 1;
-    }
-    Ok(listing.into_page())
 }
 
 #[cfg(test)]

@@ -832,35 +832,53 @@ impl Listing {
 
     /// Adds page `page_no`; returns whether the listing is complete.
     pub fn add(&mut self, page_no: u32, page: ChannelPage) -> bool {
+        let (new, complete) = self.take(page_no, page);
+        self.page.channels.extend(new);
+        complete
+    }
+
+    /// Counts page `page_no` in without keeping its channels: returns those not listed on an
+    /// earlier page, in order, and whether the listing is complete. For a reader that keeps
+    /// the channels elsewhere (the engine's view) and must not hold the whole listing twice.
+    pub fn take(&mut self, page_no: u32, page: ChannelPage) -> (Vec<Channel>, bool) {
         let entries = (page.channels.len() + page.skipped.len()) as u64;
         self.entries += entries;
         self.page.total = page.total;
         let had_channels = !page.channels.is_empty();
-        let mut new = 0;
-        for channel in page.channels {
-            if self.ids.insert(channel.channel_id.clone()) {
-                self.page.channels.push(channel);
-                new += 1;
-            }
-        }
+        let new: Vec<Channel> = page
+            .channels
+            .into_iter()
+            .filter(|c| self.ids.insert(c.channel_id.clone()))
+            .collect();
         self.page.skipped.extend(
             page.skipped
                 .into_iter()
                 .map(|reason| format!("page {page_no}: {reason}")),
         );
-        if had_channels && new == 0 {
+        if had_channels && new.is_empty() {
             tracing::warn!(
                 page_no,
                 total = page.total,
                 "channel page {page_no} repeats channels already listed; stopping the listing"
             );
-            return true;
+            return (new, true);
         }
-        entries == 0
+        let complete = entries == 0
             || match page.total {
                 Some(total) => self.entries >= total,
                 None => entries < u64::from(CHANNEL_PAGE_SIZE),
-            }
+            };
+        (new, complete)
+    }
+
+    /// Whether a channel was listed on a page taken so far.
+    pub fn lists(&self, channel_id: &str) -> bool {
+        self.ids.contains(channel_id)
+    }
+
+    /// Entries that could not be read, on every page so far.
+    pub fn skipped(&self) -> &[String] {
+        &self.page.skipped
     }
 }
 

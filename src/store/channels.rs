@@ -98,9 +98,9 @@ impl ChannelRow {
 
 /// Compares one complete observation with the rows as last written: what to write, and what
 /// the observation found.
-fn compare(
+fn compare<'a>(
     existing: &RowCache,
-    seen: &[Channel],
+    seen: impl IntoIterator<Item = &'a Channel>,
     configured: &[(String, Option<String>)],
     now: i64,
 ) -> (ObserveSummary, Vec<ChannelRow>) {
@@ -264,10 +264,10 @@ impl Store {
     /// channel id with its label. Only rows whose content changed are written; configured
     /// channels absent from `seen` get `missing_since` and are reported in the summary. The
     /// heartbeat (`last_poll_at`, `channels_seen`) is written on every call.
-    #[instrument(skip_all, fields(seen = seen.len(), configured = configured.len()))]
-    pub async fn observe_channels(
+    #[instrument(skip_all, fields(configured = configured.len()))]
+    pub async fn observe_channels<'a>(
         &self,
-        seen: &[Channel],
+        seen: impl IntoIterator<Item = &'a Channel>,
         configured: &[(String, Option<String>)],
         now: i64,
     ) -> Result<ObserveSummary, StoreError> {

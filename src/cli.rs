@@ -222,8 +222,10 @@ pub fn run(cli: Cli, startup_warning: Option<String>) -> u8 {
     if let Some(warning) = startup_warning {
         tracing::warn!("{warning}");
     }
-    let result = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs everything: the work is waiting on the network and the database (whose
+    // connections have threads of their own), and at 10,000 channels a second worker thread
+    // cost more in wake-ups and memory than it gave.
+    let result = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -296,6 +296,14 @@ impl Actions {
             .collect()
     }
 
+    /// Whether the channel has a job or a block: a step must see it even when nothing is
+    /// wanted (to end the job's story).
+    pub(crate) fn busy(&self, channel_id: &str) -> bool {
+        self.slots
+            .get(channel_id)
+            .is_some_and(|s| s.job.is_some() || s.blocked.is_some())
+    }
+
     /// Channels with a job or a block: those an observation may settle or unblock.
     pub(crate) fn watched(&self) -> Vec<String> {
         self.slots
@@ -574,7 +582,8 @@ impl Actions {
         if self.unwritten.iter().any(|u| u.channel_id == id) {
             return Ok(None);
         }
-        let current = self.slot(id).job.clone();
+        // A slot is made only for a job: an idle channel costs no entry.
+        let current = self.slots.get(id).and_then(|s| s.job.clone());
         if current.as_ref().is_some_and(|j| j.unclear.is_some()) {
             // Never anything new while a request may still take effect.
             return Ok(None);

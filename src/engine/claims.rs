@@ -18,6 +18,16 @@ use crate::store::{OccurrenceState, Store, StoreError};
 use super::decide::{ChannelState, Claim, ClaimSource, Owned};
 use super::view::ChannelView;
 
+/// Which channels a derivation is for (see [`Claims::derive`]).
+pub(crate) struct Scope<'a> {
+    /// This channel only (a one-shot `lsrecd start|stop`).
+    pub focus: Option<&'a str>,
+    /// These channels only (a listing page, a hint).
+    pub only: Option<&'a HashSet<String>>,
+    /// Channels the action part has a job or a block for.
+    pub busy: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
 /// Claims bookkeeping across ticks.
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
@@ -38,18 +48,20 @@ impl Claims {
         self.next_deadline
     }
 
-    /// The decision inputs of every configured channel (only `focus` when set, only those in
-    /// `only` when given: then the next deadline is left as the last full derivation found it).
-    /// `start_blocked` is left false: the action part knows it.
+    /// The decision inputs of every configured channel with a claim, a recording lsrecd owns,
+    /// or for which `busy` holds (a job of the action part): for any other, the decision is
+    /// nothing, so an idle poll of thousands of channels derives nothing for them. Only `focus`
+    /// when set; only those in `only` when given (then the next deadline is left as the last
+    /// full derivation found it). `start_blocked` is left false: the action part knows it.
     pub(crate) async fn derive(
         &mut self,
         store: &Store,
         config: &Config,
         view: &ChannelView,
-        focus: Option<&str>,
-        only: Option<&HashSet<String>>,
+        scope: Scope<'_>,
         now: i64,
     ) -> Result<Vec<ChannelState>, StoreError> {
+        let Scope { focus, only, busy } = scope;
         let owned: HashMap<String, Owned> = store
             .owned_recordings_open()
             .await?
@@ -117,6 +129,9 @@ impl Claims {
                 }
             }
             let owned = owned.get(&cc.id).cloned();
+            if channel_claims.is_empty() && owned.is_none() && !busy(&cc.id) {
+                continue;
+            }
             if let (Some(o), Some(max)) = (&owned, cc.max_duration) {
                 consider(o.started_at.saturating_add(max.as_millis() as i64));
             }

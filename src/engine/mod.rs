@@ -188,6 +188,9 @@ pub struct Engine<A: LiveStation = Client> {
     wakes: Option<mpsc::Receiver<Wake>>,
     /// A wake-up other than a hint arrived during a tick: tick again right after it.
     woken: bool,
+    /// The view's revision when the channels were last stored (`None`: store at the next
+    /// listing, e.g. after a reload changed the configured channels).
+    stored_revision: Option<u64>,
 }
 
 /// A stretch of ticks the database failed. Nothing is sent whose intent could not be written,
@@ -236,6 +239,7 @@ impl<A: LiveStation> Engine<A> {
             announced: None,
             wakes: None,
             woken: false,
+            stored_revision: None,
         }
     }
 
@@ -268,6 +272,7 @@ impl<A: LiveStation> Engine<A> {
             .reconfigure(policy_of(&config), landing_of(&config));
         self.configured = configured_ids(&config);
         self.labels = labels_of(&config);
+        self.stored_revision = None;
         self.config = config;
     }
 
@@ -703,10 +708,28 @@ impl<A: LiveStation> Engine<A> {
             tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
         }
         self.view.retain(|id| listing.lists(id));
+        if self.stored_revision == Some(self.view.revision()) {
+            // The same channels as the same values as when last stored: only the heartbeat.
+            self.store.poll_heartbeat(self.view.len(), now).await?;
+        } else {
+            self.store_channels(now).await?;
+        }
+        if let Some(m) = self.notes.metrics() {
+            m.poll_succeeded(now as f64 / 1000.0);
+            m.set_channels(self.view.len() as u64);
+        }
+        Ok(true)
+    }
+
+    /// Stores the channels as the view holds them after a complete listing: changed rows, and
+    /// the configured channels missing from it, or back in it.
+    async fn store_channels(&mut self, now: i64) -> Result<(), EngineError> {
+        let revision = self.view.revision();
         let summary = self
             .store
             .observe_channels(self.view.channels(), &self.labels, now)
             .await?;
+        self.stored_revision = Some(revision);
         for id in &summary.newly_missing {
             self.notes
                 .event(
@@ -729,11 +752,7 @@ impl<A: LiveStation> Engine<A> {
                 )
                 .await?;
         }
-        if let Some(m) = self.notes.metrics() {
-            m.poll_succeeded(now as f64 / 1000.0);
-            m.set_channels(self.view.len() as u64);
-        }
-        Ok(true)
+        Ok(())
     }
 
     /// Lets the channel's latest observation settle or unblock its action.
@@ -1160,8 +1179,11 @@ impl<A: LiveStation> Engine<A> {
                 &self.store,
                 &self.config,
                 &self.view,
-                self.focus.as_deref(),
-                only,
+                claims::Scope {
+                    focus: self.focus.as_deref(),
+                    only,
+                    busy: &|id| self.actions.busy(id),
+                },
                 now,
             )
             .await?;

@@ -50,6 +50,9 @@ pub(crate) enum Change {
 #[derive(Debug, Default)]
 pub(crate) struct ChannelView {
     seen: HashMap<String, Seen>,
+    /// Grows whenever what the view holds of any channel changes (an entry added, removed or
+    /// different in any field): equal revisions mean the same channels, as the same values.
+    revision: u64,
 }
 
 impl ChannelView {
@@ -64,6 +67,9 @@ impl ChannelView {
             Some(prev) => {
                 let changed = prev.channel.is_recording != channel.is_recording
                     || prev.channel.channel_status != channel.channel_status;
+                if prev.channel != channel {
+                    self.revision += 1;
+                }
                 prev.live_since = match (live, prev.live_since) {
                     (true, None) => Some(now),
                     (true, since) => since,
@@ -78,6 +84,7 @@ impl ChannelView {
                 }
             }
             None => {
+                self.revision += 1;
                 self.seen.insert(
                     channel.channel_id.clone(),
                     Seen {
@@ -102,12 +109,22 @@ impl ChannelView {
 
     /// Puts back entries taken with [`ChannelView::detach`], as they are now.
     pub(crate) fn rejoin(&mut self, part: ChannelView) {
+        self.revision += part.revision;
         self.seen.extend(part.seen);
     }
 
     /// Forgets channels a complete listing did not return.
     pub(crate) fn retain(&mut self, listed: impl Fn(&str) -> bool) {
+        let before = self.seen.len();
         self.seen.retain(|id, _| listed(id));
+        if self.seen.len() != before {
+            self.revision += 1;
+        }
+    }
+
+    /// See the field: compare two to know whether anything changed in between.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// Every channel as last observed, in no particular order.
@@ -122,8 +139,11 @@ impl ChannelView {
 
     /// Notes the effect of lsrecd's own confirmed start or stop until the next observation.
     pub(crate) fn set_recording(&mut self, channel_id: &str, recording: bool) {
-        if let Some(s) = self.seen.get_mut(channel_id) {
+        if let Some(s) = self.seen.get_mut(channel_id)
+            && s.channel.is_recording != recording
+        {
             s.channel.is_recording = recording;
+            self.revision += 1;
         }
     }
 
@@ -171,6 +191,28 @@ mod tests {
         assert_eq!(view.get("a").unwrap().live_since, None);
         view.apply(channel("a", ChannelStatus::Publishing, false), 4_000, 4_000);
         assert_eq!(view.get("a").unwrap().live_since, Some(4_000));
+    }
+
+    #[test]
+    fn the_revision_moves_exactly_when_what_the_view_holds_changes() {
+        let mut view = ChannelView::default();
+        view.apply(channel("a", ChannelStatus::Ready, false), 1_000, 1_000);
+        view.apply(channel("b", ChannelStatus::Ready, false), 1_000, 1_000);
+        let idle = view.revision();
+        view.apply(channel("a", ChannelStatus::Ready, false), 2_000, 2_000);
+        view.retain(|_| true);
+        view.set_recording("a", false);
+        assert_eq!(view.revision(), idle, "the same values again");
+        let mut renamed = channel("a", ChannelStatus::Ready, false);
+        renamed.channel_name = Some("Studio A".into());
+        view.apply(renamed, 3_000, 3_000);
+        let after_rename = view.revision();
+        assert!(after_rename > idle, "a detail the store keeps changed");
+        view.set_recording("b", true);
+        let after_start = view.revision();
+        assert!(after_start > after_rename);
+        view.retain(|id| id == "a");
+        assert!(view.revision() > after_start, "b is gone");
     }
 
     #[test]

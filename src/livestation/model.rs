@@ -355,7 +355,43 @@ fn json(body: &[u8]) -> Result<Value, MalformedBody> {
 }
 
 /// Parses `GET /channels` (one page).
+///
+/// A well-formed page is read without building a JSON tree of the whole body (the channel
+/// list is most of what lsrecd parses: 10,000 channels every poll): each entry is kept as raw
+/// text and read into a [`Channel`] directly. An entry that does not read that way, or a body
+/// whose shape is unexpected, goes through the tolerant tree-based reading, so both paths skip
+/// and report the same entries.
 pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
+    #[derive(Deserialize)]
+    struct Shallow<'a> {
+        #[serde(borrow, default)]
+        content: Option<Vec<&'a serde_json::value::RawValue>>,
+        #[serde(default)]
+        total: Option<Value>,
+    }
+    let Ok(shallow) = serde_json::from_slice::<Shallow<'_>>(body) else {
+        return parse_channel_page_tree(body);
+    };
+    let mut page = ChannelPage {
+        total: shallow.total.as_ref().and_then(lenient_u64_value),
+        ..ChannelPage::default()
+    };
+    for (i, item) in shallow.content.unwrap_or_default().into_iter().enumerate() {
+        let read = serde_json::from_str::<Channel>(item.get()).or_else(|_| {
+            serde_json::from_str::<Value>(item.get()).and_then(|v| Channel::deserialize(&v))
+        });
+        match read {
+            Ok(c) if !c.channel_id.is_empty() => page.channels.push(c),
+            Ok(_) => page.skipped.push(format!("content[{i}]: empty channelId")),
+            Err(e) => page.skipped.push(format!("content[{i}]: {e}")),
+        }
+    }
+    Ok(page)
+}
+
+/// [`parse_channel_page`] through a JSON tree: the reading of bodies of an unexpected shape,
+/// which names what is wrong.
+fn parse_channel_page_tree(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
     let v = json(body)?;
     let content = match v.get("content") {
         Some(Value::Array(items)) => items,

@@ -305,6 +305,22 @@ impl Store {
         Ok(summary)
     }
 
+    /// The poll heartbeat alone (`last_poll_at`, `channels_seen`): for a complete listing
+    /// that found every channel as [`Store::observe_channels`] last stored it.
+    pub async fn poll_heartbeat(&self, channels_seen: usize, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        set_state_in(&mut tx, keys::LAST_POLL_AT, &now.to_string(), now).await?;
+        set_state_in(
+            &mut tx,
+            keys::CHANNELS_SEEN,
+            &channels_seen.to_string(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records one channel read on its own (right before a start, or while reconciling): only
     /// that row is written, and only if it changed; its configuration flags and the poll
     /// heartbeat are left alone. Returns whether the row changed.

@@ -82,6 +82,16 @@ impl Landing {
         requested_at.saturating_add(2 * self.timeout_ms + self.margin_ms)
     }
 
+    /// For a request the server answered at `answered` with a 5xx (or a 2xx that could not be
+    /// read) after it was sent at `sent`: the gateway let go of it when it answered, and the
+    /// backend may still apply it up to `landing_margin` after that — the same allowance a
+    /// timeout gets after the client lets go. Never later than [`Landing::after_send`].
+    fn after_gateway_answer(self, sent: i64, answered: i64) -> i64 {
+        answered
+            .saturating_add(self.margin_ms)
+            .min(self.after_send(sent))
+    }
+
     /// For an `AMBIGUOUS` row of a previous run, answered at `finished_at`.
     fn after_answer(self, finished_at: i64) -> i64 {
         finished_at.saturating_add(self.timeout_ms + self.margin_ms)
@@ -843,10 +853,21 @@ impl Actions {
                 tracing::warn!(channel_id = id, error = %e, attempt = job.sends, "outcome unknown; waiting for an observation before anything is sent again");
                 // Held in memory before anything is written: even if the database fails now,
                 // nothing is sent on this channel until the request is settled.
+                let land_by = match &e {
+                    ApiError::Transient {
+                        http_status: Some(_),
+                        ..
+                    }
+                    | ApiError::Malformed { .. } => {
+                        self.landing.after_gateway_answer(sent_at, done)
+                    }
+                    // A timeout or a broken connection: nobody answered.
+                    _ => self.landing.after_send(sent_at),
+                };
                 job.unclear = Some(Unclear {
                     action_ids: vec![action_id],
                     sent_at,
-                    land_by: self.landing.after_send(sent_at),
+                    land_by,
                 });
                 job.next_at = done + self.backoff(job.sends, &e);
                 self.slot(id).job = Some(job.clone());
@@ -1732,6 +1753,27 @@ mod tests {
             b.events(EventKind::Started).await[0].contains("and 2 attempts"),
             "{:?}",
             b.events(EventKind::Started).await
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unclear_start_answered_by_a_5xx_can_no_longer_land_a_margin_after_the_answer() {
+        let mut b = Bench::new(4).await;
+        b.api.script(
+            Operation::StartRecord,
+            Behaviour::Fail(memory::server_error(503)),
+        );
+        b.tick(1_000).await;
+        // Answered at once: the gateway let go of it then; the backend may apply it within
+        // `landing_margin` (5 s) of that, not a client timeout later.
+        for t in 2..=5 {
+            b.tick(t * 1_000).await;
+            assert_eq!(b.api.calls(Operation::StartRecord), 1, "at {t} s");
+        }
+        assert_eq!(b.tick(1_000 + 5_000 + 100).await, Some(Applied::Started));
+        assert_eq!(
+            b.journal().await,
+            vec![start("FAILED", 1), start("SUCCEEDED", 2)]
         );
     }
 

@@ -95,10 +95,12 @@ pub async fn open_store(config: &Config) -> Result<Store, DaemonError> {
     Ok(store)
 }
 
-/// Where a reload comes from: SIGHUP re-reads `path`.
+/// Where a reload comes from: SIGHUP re-reads `path`; SIGUSR1 (`claims`) says a manual claim
+/// changed, and the engine acts on it at once.
 pub struct ReloadSource {
     pub path: PathBuf,
     pub signal: ReloadSignal,
+    pub claims: Option<crate::service::signals::ClaimsChanged>,
 }
 
 /// Runs the daemon until `shutdown` resolves. With `reload`, every SIGHUP re-reads the
@@ -132,6 +134,7 @@ pub async fn run(
     let readiness = Readiness::for_poll_interval(config.daemon.poll_interval, 3);
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>(256);
     let (stop_http_tx, stop_http_rx) = tokio::sync::watch::channel(false);
+    let stop_claims_rx = stop_http_rx.clone();
     let mut servers = tokio::task::JoinSet::new();
     let callbacks = spawn_listeners(
         &config,
@@ -175,6 +178,25 @@ pub async fn run(
     }
     // Reloads are taken from here on: a start-up stuck on refused keys is mended by a SIGHUP.
     let (reload_tx, mut reload_rx) = mpsc::channel::<Reload>(4);
+    let mut reload = reload;
+    if let Some(mut claims) = reload.as_mut().and_then(|r| r.claims.take()) {
+        let wake = wake_tx.clone();
+        let mut stop = stop_claims_rx;
+        servers.spawn(async move {
+            loop {
+                tokio::select! {
+                    got = claims.recv() => {
+                        if got.is_none() {
+                            break;
+                        }
+                        tracing::debug!("SIGUSR1: a manual claim changed");
+                        let _ = wake.try_send(Wake::Claims);
+                    }
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        });
+    }
     let reloader = reload.map(|r| {
         tokio::spawn(reload_on_sighup(
             r,
@@ -444,6 +466,7 @@ async fn reload_on_sighup(
     let ReloadSource {
         path,
         signal: mut hup,
+        claims: _,
     } = source;
     let Reloadable {
         metrics,

@@ -94,9 +94,7 @@ async fn with_a_daemon_running_start_and_stop_return_at_once_and_the_daemon_acts
     assert_eq!(start.status.code(), Some(0), "stderr:\n{}", start.stderr);
     assert!(start.elapsed < QUICK, "start took {:?}", start.elapsed);
     assert!(
-        start
-            .stdout
-            .contains("the running lsrecd daemon will start the recording"),
+        start.stdout.contains("told the running lsrecd daemon (pid"),
         "stdout:\n{}",
         start.stdout
     );
@@ -116,8 +114,7 @@ async fn with_a_daemon_running_start_and_stop_return_at_once_and_the_daemon_acts
     assert_eq!(stop.status.code(), Some(0), "stderr:\n{}", stop.stderr);
     assert!(stop.elapsed < QUICK, "stop took {:?}", stop.elapsed);
     assert!(
-        stop.stdout
-            .contains("the running lsrecd daemon will stop the recording"),
+        stop.stdout.contains("it will stop the recording now"),
         "stdout:\n{}",
         stop.stdout
     );
@@ -142,6 +139,43 @@ async fn with_a_daemon_running_start_and_stop_return_at_once_and_the_daemon_acts
     assert_eq!(
         (&*journal[1][0], &*journal[1][2]),
         ("stopRecord", "SUCCEEDED")
+    );
+}
+
+/// With a poll an hour apart, the daemon can only have acted on the signal `lsrecd start` sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_start_beside_a_daemon_is_acted_on_at_once_not_at_the_next_poll() {
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A).live()]).await;
+    let site = Site::new(&emu.base_url(), &channel_table(STUDIO_A, "studio-a", false));
+    let text = std::fs::read_to_string(&site.config).expect("the configuration");
+    site.rewrite(&text.replace("poll_interval = \"1s\"", "poll_interval = \"1h\""));
+    let notify = NotifySocket::bind(|| 0);
+    let daemon = site.spawn(&["run"], &[("NOTIFY_SOCKET", notify.path())]);
+    wait_for(COMMAND_LIMIT, "READY=1", async || notify.first("READY=1"))
+        .await
+        .unwrap_or_else(|_| panic!("no READY=1; stderr:\n{}", daemon.stderr()));
+
+    let start = site.run(&["start", "studio-a"], COMMAND_LIMIT).await;
+
+    assert_eq!(start.status.code(), Some(0), "stderr:\n{}", start.stderr);
+    assert!(
+        start.stdout.contains("it will start the recording now"),
+        "stdout:\n{}",
+        start.stdout
+    );
+    wait_for(COMMAND_LIMIT, "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the daemon did not act on the signal; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
+    assert_eq!(
+        emu.control().counters().start_record_calls.get(STUDIO_A),
+        Some(&1)
     );
 }
 

@@ -46,9 +46,9 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
     let name = channel.label.clone().unwrap_or_else(|| channel_id.clone());
     // The lock first: when no daemon holds it, this command creates or migrates the database
     // and acts itself; when one does, the daemon has done both and acts on the claim.
-    let lock = match EngineLock::try_acquire(&config.daemon.database, Holder::Command) {
-        Ok(lock) => Some(lock),
-        Err(LockError::Held { .. }) => None,
+    let (lock, daemon) = match EngineLock::try_acquire(&config.daemon.database, Holder::Command) {
+        Ok(lock) => (Some(lock), None),
+        Err(e @ LockError::Held { .. }) => (None, e.daemon_pid()),
         Err(e) => return Err(CommandError::new(exit::FAILURE, e.to_string())),
     };
     let store = crate::daemon::open_store(&config).await.map_err(failure)?;
@@ -77,10 +77,20 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
         return Ok(());
     }
     let Some(lock) = lock else {
-        println!(
-            "the running lsrecd daemon will {verb} the recording at its next poll (within {})",
-            humantime::format_duration(config.daemon.poll_interval)
-        );
+        match daemon.map(tell_daemon) {
+            Some(Ok(pid)) => println!(
+                "told the running lsrecd daemon (pid {pid}); it will {verb} the recording now"
+            ),
+            told => {
+                if let Some(Err(e)) = told {
+                    tracing::debug!(error = %e, "the daemon could not be signalled");
+                }
+                println!(
+                    "the running lsrecd daemon will {verb} the recording at its next poll (within {})",
+                    humantime::format_duration(config.daemon.poll_interval)
+                );
+            }
+        }
         store.close().await;
         return Ok(());
     };
@@ -88,6 +98,16 @@ async fn manual(g: &GlobalArgs, a: ManualArgs, start: bool) -> Result<(), Comman
     store.close().await;
     drop(lock);
     result
+}
+
+/// Sends SIGUSR1 to the daemon holding the engine lock: it reads the manual claims at once.
+/// Fails when this user may not signal it (another user's daemon); it then acts at its next
+/// poll.
+fn tell_daemon(pid: i32) -> std::io::Result<i32> {
+    let target = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
+    rustix::process::kill_process(target, rustix::process::Signal::USR1)?;
+    Ok(pid)
 }
 
 /// No daemon runs: reconcile and run one tick for this channel, then report.

@@ -21,6 +21,7 @@ pub async fn run(g: &GlobalArgs) -> Result<(), CommandError> {
     let reload = ReloadSource {
         path: g.config.clone(),
         signal: signals.reload,
+        claims: Some(signals.claims),
     };
     let shutdown = async move {
         let signal = signals.shutdown.wait().await;

@@ -48,6 +48,16 @@ pub enum LockError {
 }
 
 impl LockError {
+    /// The process id of the daemon holding the lock, when a daemon holds it.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        match self {
+            LockError::Held {
+                holder: Some(h), ..
+            } => h.strip_prefix("daemon ")?.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
     /// Held by a one-shot command, which lets go within seconds.
     pub fn held_by_command(&self) -> bool {
         matches!(self, LockError::Held { holder: Some(h), .. } if h.starts_with("command"))

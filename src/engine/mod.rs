@@ -81,6 +81,8 @@ pub enum Wake {
     Channel(String),
     /// This instance became the leader, or stopped being it.
     Leadership,
+    /// A manual claim was written or ended (`lsrecd start|stop` while the daemon runs).
+    Claims,
 }
 
 /// A configuration reload for a running engine: the new configuration, and a new API client
@@ -518,6 +520,21 @@ impl<A: LiveStation> Engine<A> {
                                 }
                             }
                             Wake::Leadership | Wake::Fire(_) => next_tick = now_ms(),
+                            // A manual start is served like a hint, at once; a stop (and
+                            // anything else) by a tick right away.
+                            Wake::Claims => {
+                                match self.store.active_manual_claims().await {
+                                    Ok(claims) => {
+                                        for claim in claims {
+                                            if !hinted.contains(&claim.channel_id) {
+                                                hinted.push(claim.channel_id);
+                                            }
+                                        }
+                                    }
+                                    Err(e) => tracing::warn!(error = %e, "manual claims unreadable; the next tick reads them"),
+                                }
+                                next_tick = now_ms();
+                            }
                         }
                         wake = self.wakes.as_mut().and_then(|w| w.try_recv().ok());
                     }
@@ -803,7 +820,7 @@ impl<A: LiveStation> Engine<A> {
                         ids.push(id);
                     }
                 }
-                Wake::Fire(_) | Wake::Leadership => self.woken = true,
+                Wake::Fire(_) | Wake::Leadership | Wake::Claims => self.woken = true,
             }
         }
         if ids.is_empty() {

@@ -1,5 +1,5 @@
 //! Unix signals the daemon answers: SIGTERM and SIGINT end it, SIGHUP reloads the
-//! configuration.
+//! configuration, SIGUSR1 says a manual claim changed (`lsrecd start|stop` sends it).
 //!
 //! Handlers are installed once, up front, so a signal that arrives while the daemon is busy is
 //! remembered rather than killing the process with the default action.
@@ -17,6 +17,22 @@ pub struct Signals {
     pub shutdown: Shutdown,
     /// Yields once per SIGHUP.
     pub reload: Reload,
+    /// Yields once per SIGUSR1.
+    pub claims: ClaimsChanged,
+}
+
+/// SIGUSR1: `lsrecd start|stop` wrote or ended a manual claim in the database.
+#[derive(Debug)]
+pub struct ClaimsChanged {
+    user1: Signal,
+}
+
+impl ClaimsChanged {
+    /// Waits for the next SIGUSR1 (several before this is polled again count as one).
+    /// Returns `None` only if the runtime is shutting down.
+    pub async fn recv(&mut self) -> Option<()> {
+        self.user1.recv().await
+    }
 }
 
 /// Which signal asked the daemon to stop.
@@ -51,7 +67,7 @@ pub struct Reload {
 }
 
 impl Signals {
-    /// Installs the SIGTERM, SIGINT and SIGHUP handlers. Must be called inside a tokio runtime.
+    /// Installs the SIGTERM, SIGINT, SIGHUP and SIGUSR1 handlers. Must be called inside a tokio runtime.
     pub fn install() -> io::Result<Signals> {
         Ok(Signals {
             shutdown: Shutdown {
@@ -60,6 +76,9 @@ impl Signals {
             },
             reload: Reload {
                 hangup: signal(SignalKind::hangup())?,
+            },
+            claims: ClaimsChanged {
+                user1: signal(SignalKind::user_defined1())?,
             },
         })
     }

@@ -1386,3 +1386,99 @@ async fn on_loopback_the_control_api_stays_open() {
         .status();
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn the_call_log_lists_every_api_call_in_order_with_its_status_over_http() {
+    let (emu, api) = start().await;
+    let ctl = emu.control();
+    ctl.add_channels(3, "log");
+    ctl.go_live("log-00002").unwrap();
+    let before = support::signed::now_ms();
+    assert_eq!(
+        api.get("/api/v2/channels?pageNo=2&pageSizeNo=2")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(api.get("/api/v2/channels/log-00002").await.status, 200);
+    assert_eq!(
+        api.put("/api/v2/channels/log-00002/startRecord")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.put("/api/v2/channels/log-00002/startRecord")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(api.get("/api/v2/nowhere").await.status, 404);
+    let mut wrong = api.clone();
+    wrong.secret = "not-the-secret".into();
+    assert_eq!(
+        wrong
+            .put("/api/v2/channels/log-00001/stopRecord")
+            .await
+            .status,
+        401
+    );
+    let after = support::signed::now_ms();
+
+    // Over HTTP, as a separate process would read it.
+    let http = http_client(Duration::from_secs(5));
+    let url = format!("{}/_emulator/calls", emu.base_url());
+    let page: lsrecd::emulator::CallPage =
+        http.get(&url).send().await.unwrap().json().await.unwrap();
+    let seen: Vec<_> = page
+        .calls
+        .iter()
+        .map(|c| {
+            (
+                c.seq,
+                c.operation,
+                c.page,
+                c.channel_id.as_deref(),
+                c.status,
+            )
+        })
+        .collect();
+    let id = Some("log-00002");
+    assert_eq!(
+        seen,
+        [
+            (1, Some(Operation::ListChannels), Some(2), None, Some(200)),
+            (2, Some(Operation::GetChannel), None, id, Some(200)),
+            (3, Some(Operation::StartRecord), None, id, Some(200)),
+            (4, Some(Operation::StartRecord), None, id, Some(400)),
+            (5, None, None, None, Some(404)),
+            (
+                6,
+                Some(Operation::StopRecord),
+                None,
+                Some("log-00001"),
+                Some(401)
+            ),
+        ]
+    );
+    for c in &page.calls {
+        let answered = c.answered_ms().expect("answered");
+        assert!(before <= c.arrived_ms() && c.arrived_ms() <= answered && answered <= after);
+    }
+    assert_eq!((page.next, page.missed, page.more), (6, 0, false));
+
+    let later: lsrecd::emulator::CallPage = http
+        .get(format!("{url}?since=4&limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(later.calls.len(), 1);
+    assert_eq!((later.calls[0].seq, later.next, later.more), (5, 5, true));
+    // The counters are kept as before, beside the log.
+    assert_eq!(ctl.counters().start_record_calls_on("log-00002"), 2);
+    assert_eq!(ctl.calls(0, 100), page);
+    emu.shutdown().await;
+}

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 
 use super::App;
+use super::calls::now_us;
 use super::faults::{Fault, Operation};
 use super::gateway;
 use super::options::LiveStationError;
@@ -87,8 +88,47 @@ impl Route {
     }
 }
 
-/// Every request that is not for the control API ends up here.
+/// Every request that is not for the control API ends up here. It is written to the call log
+/// when it arrives, and its status when it is answered (a request dropped unanswered, because
+/// the client left while it was held, keeps no status).
 pub(crate) async fn handle(State(app): State<App>, req: Request) -> Response {
+    let route = Route::parse(req.method(), req.uri().path()).map(|(_, route)| route);
+    let operation = route.as_ref().map(Route::operation);
+    let page = match route {
+        Some(Route::ListChannels) => list_page(req.uri()),
+        _ => None,
+    };
+    let channel_id = route.as_ref().and_then(Route::channel).map(str::to_string);
+    let seq = app
+        .shared
+        .lock()
+        .calls
+        .arrived(operation, page, channel_id, now_us());
+    let response = respond(&app, req).await;
+    app.shared
+        .lock()
+        .calls
+        .answered(seq, response.status().as_u16(), now_us());
+    response
+}
+
+/// The `pageNo` of a channel-list request for the call log: 1 when absent (the API's default),
+/// `None` when it is not a page number.
+fn list_page(uri: &Uri) -> Option<u32> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    match pairs
+        .iter()
+        .rev()
+        .find(|(k, v)| k == "pageNo" && !v.is_empty())
+    {
+        None => Some(1),
+        Some((_, v)) => v.trim().parse().ok(),
+    }
+}
+
+/// The answer to an API request: authentication, routing, region, faults, the operation.
+async fn respond(app: &App, req: Request) -> Response {
+    let app = app.clone();
     let method = req.method().clone();
     let uri = req.uri().clone();
     let target = uri
@@ -492,6 +532,16 @@ mod tests {
             upload_body(br#"{"recordIds":[{}]}"#).unwrap_err().code,
             250021
         );
+    }
+
+    #[test]
+    fn the_call_log_reads_the_page_number_leniently() {
+        let page = |q: &str| list_page(&format!("/api/v2/channels{q}").parse::<Uri>().unwrap());
+        assert_eq!(page(""), Some(1));
+        assert_eq!(page("?pageNo=&pageSizeNo=100"), Some(1));
+        assert_eq!(page("?pageNo=7&pageSizeNo=100"), Some(7));
+        assert_eq!(page("?pageNo=1&pageNo=2"), Some(2));
+        assert_eq!(page("?pageNo=x"), None);
     }
 
     #[test]

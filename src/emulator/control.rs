@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::calls::{CALL_LOG_CAPACITY, CallPage, DEFAULT_CALLS_LIMIT};
 use super::faults::{Fault, FaultRule, Operation};
 use super::mix::{FaultMix, FaultMixError, MixEntry};
 use super::options::{Behaviour, Lifecycle};
@@ -137,9 +138,15 @@ impl Control {
         self.shared.lock().counters.clone()
     }
 
-    /// Sets every counter back to zero.
+    /// Sets every counter back to zero (the call log stays).
     pub fn reset_counters(&self) {
         self.shared.lock().counters = Counters::default();
+    }
+
+    /// Up to `limit` API calls with a sequence number above `since`, from the call log, oldest
+    /// first (`since` 0: from the oldest held).
+    pub fn calls(&self, since: u64, limit: usize) -> CallPage {
+        self.shared.lock().calls.since(since, limit)
     }
 
     /// The channel as the API would describe it now.
@@ -226,6 +233,7 @@ pub(crate) fn router() -> Router<App> {
             get(fault_mix).put(set_fault_mix).delete(clear_fault_mix),
         )
         .route("/counters", get(counters).delete(reset_counters))
+        .route("/calls", get(calls))
         .route("/behaviour", get(behaviour).put(set_behaviour))
         .route("/lifecycle", put(set_lifecycle))
         .fallback(|| async {
@@ -419,6 +427,21 @@ async fn clear_fault_mix(State(app): State<App>) -> StatusCode {
 
 async fn counters(State(app): State<App>) -> Json<Counters> {
     Json(control(&app).counters())
+}
+
+#[derive(Deserialize)]
+struct CallsQuery {
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+async fn calls(State(app): State<App>, Query(q): Query<CallsQuery>) -> Json<CallPage> {
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_CALLS_LIMIT)
+        .clamp(1, CALL_LOG_CAPACITY);
+    Json(control(&app).calls(q.since, limit))
 }
 
 async fn reset_counters(State(app): State<App>) -> StatusCode {

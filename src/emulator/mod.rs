@@ -9,6 +9,7 @@
 //! - `api`: routing, region check, fault injection and the Live Station answers.
 //! - `state`: channels, records and the record lifecycle, as pure functions of time.
 //! - `faults`: [`Operation`], [`Fault`], [`FaultRule`].
+//! - `calls`: the call log ([`Call`], [`CallPage`]): every API request in order, bounded.
 //! - `mix`: [`FaultMix`], a seeded probabilistic fault mix, and its text form.
 //! - `options`: [`EmulatorOptions`], [`Lifecycle`], [`Behaviour`].
 //! - `control`: [`Control`] and the HTTP control API.
@@ -78,11 +79,13 @@
 //! | `POST /_emulator/faults` with a [`FaultRule`] (`{"operation":"start_record","times":1,"fault":{"kind":"apply_then_502"}}`), `DELETE /_emulator/faults` | add / clear the rules |
 //! | `PUT /_emulator/fault_mix` `{"seed":7,"spec":["status_5xx=20,rate_limit=10:retry_after=1"],"entries":[{"operation":"start_record","percent":50,"fault":{"kind":"late_apply","hold_ms":5000}}]}` (either list may be left out; no seed: a random one) | sets the [`FaultMix`], answers it with its seed; 400 with the reason if it does not check |
 //! | `GET /_emulator/fault_mix`, `DELETE /_emulator/fault_mix` | the mix (`null` if none) / remove it |
-//! | `GET /_emulator/counters`, `DELETE /_emulator/counters` | [`Counters`] / reset |
+//! | `GET /_emulator/counters`, `DELETE /_emulator/counters` | [`Counters`] / reset (the call log stays) |
+//! | `GET /_emulator/calls?since=SEQ&limit=N` | [`CallPage`]: up to `N` (default 20,000) API calls numbered above `SEQ` (default 0), oldest first, from a log of the last 200,000: `{"calls":[{"seq":1,"arrived_us":..,"answered_us":..,"operation":"list_channels","page":1,"channel_id":null,"status":200},..],"next":SEQ,"missed":0,"more":false}`; pass `next` as `since` to read on |
 //! | `GET`/`PUT /_emulator/behaviour` | [`Behaviour`] (partial JSON keeps the other defaults) |
 //! | `PUT /_emulator/lifecycle` `{"processing_ms":2000,"transfer_ms":2000,"retention_ms":259200000}` | [`Lifecycle`] |
 
 mod api;
+mod calls;
 mod control;
 mod faults;
 mod gateway;
@@ -103,6 +106,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use calls::{CALL_LOG_CAPACITY, Call, CallPage};
 pub use control::Control;
 pub use faults::{DEFAULT_LATE_HOLD_MS, Fault, FaultRule, Operation};
 pub use mix::{FaultMix, FaultMixError, MixEntry, parse_spec as parse_fault_mix};

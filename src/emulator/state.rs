@@ -10,6 +10,7 @@ use chrono::TimeZone as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::calls::CallLog;
 use super::faults::{Fault, FaultTable, Operation};
 use super::options::{Behaviour, Lifecycle, LiveStationError, WhileIdle, WhileRecording};
 use crate::livestation::Region;
@@ -459,6 +460,8 @@ pub(crate) struct State {
     pub(crate) lifecycle: Lifecycle,
     pub(crate) behaviour: Behaviour,
     pub(crate) counters: Counters,
+    /// Every API request, in order (bounded).
+    pub(crate) calls: CallLog,
     pub(crate) faults: FaultTable,
     channels: Vec<ChannelState>,
     index: HashMap<String, usize>,
@@ -476,6 +479,7 @@ impl State {
             lifecycle,
             behaviour,
             counters: Counters::default(),
+            calls: CallLog::default(),
             faults: FaultTable::default(),
             channels: Vec::new(),
             index: HashMap::new(),

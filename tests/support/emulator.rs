@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lsrecd::emulator::{ChannelSpec, EmulatorOptions, Operation, RunningEmulator};
+use lsrecd::emulator::{
+    Call, CallPage, ChannelSpec, Control, EmulatorOptions, Operation, RunningEmulator,
+};
 use serde_json::{Value, json};
 
 use super::process::{Process, lsrecd_command};
@@ -183,6 +185,14 @@ impl EmulatorProcess {
         self.get("/counters").await
     }
 
+    /// The API calls numbered above `since` from the call log (`GET /_emulator/calls`), oldest
+    /// first, at most `limit` of them.
+    pub async fn calls(&self, since: u64, limit: usize) -> CallPage {
+        let path = format!("/calls?since={since}&limit={limit}");
+        serde_json::from_value(self.get(&path).await)
+            .unwrap_or_else(|e| panic!("{path}: not a call page: {e}"))
+    }
+
     /// Every record the emulator has made, deleted ones included.
     pub async fn records(&self) -> Vec<Value> {
         match self
@@ -194,5 +204,78 @@ impl EmulatorProcess {
             Some(Value::Array(records)) => records,
             other => panic!("unexpected records answer: {other:?}"),
         }
+    }
+}
+
+/// The emulator's call log as read so far, read on incrementally: every call in order, with a
+/// check that none left the bounded log unread.
+#[derive(Debug, Default)]
+pub struct CallLogReader {
+    /// Every call read so far, oldest first.
+    pub calls: Vec<Call>,
+    since: u64,
+}
+
+/// Calls asked for at once.
+const CALLS_BATCH: usize = 20_000;
+
+impl CallLogReader {
+    /// A reader that starts after the calls made so far (`since` the latest one).
+    pub fn after(since: u64) -> Self {
+        CallLogReader {
+            calls: Vec::new(),
+            since,
+        }
+    }
+
+    /// The number of the last call read (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.since
+    }
+
+    /// Reads the calls that arrived since the last read from an emulator in this process;
+    /// returns how many were new.
+    pub fn read(&mut self, control: &Control) -> usize {
+        let before = self.calls.len();
+        loop {
+            let page = control.calls(self.since, CALLS_BATCH);
+            if !self.take(page) {
+                break;
+            }
+        }
+        self.calls.len() - before
+    }
+
+    /// [`CallLogReader::read`] from an emulator process.
+    pub async fn read_from(&mut self, emulator: &EmulatorProcess) -> usize {
+        let before = self.calls.len();
+        loop {
+            let page = emulator.calls(self.since, CALLS_BATCH).await;
+            if !self.take(page) {
+                break;
+            }
+        }
+        self.calls.len() - before
+    }
+
+    /// Keeps a page; whether more follow.
+    fn take(&mut self, page: CallPage) -> bool {
+        assert_eq!(
+            page.missed, 0,
+            "{} calls left the emulator's call log before they were read",
+            page.missed
+        );
+        self.since = page.next;
+        self.calls.extend(page.calls);
+        page.more
+    }
+
+    /// Calls of `op` (on `channel_id`, when given), in order.
+    pub fn of<'a>(
+        &'a self,
+        op: Operation,
+        channel_id: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Call> + 'a {
+        self.calls.iter().filter(move |c| c.is(op, channel_id))
     }
 }

@@ -116,6 +116,10 @@ fn base_options(path: &Path) -> SqliteConnectOptions {
         .foreign_keys(true)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT)
+        // 512 KiB of page cache per connection instead of SQLite's 2 MiB: lsrecd reads little
+        // and rarely (the channels it compares are kept in memory), and five connections at
+        // 2 MiB were a third of the daemon's memory at 10,000 channels.
+        .pragma("cache_size", "-512")
 }
 
 fn write_options(path: &Path) -> SqliteConnectOptions {

@@ -666,6 +666,7 @@ impl<A: LiveStation> Engine<A> {
         let mut settled: HashSet<String> = HashSet::new();
         let mut page_no = 1;
         loop {
+            let page_started = Instant::now();
             let as_of = clock.stamp();
             let page = match self
                 .api
@@ -716,9 +717,8 @@ impl<A: LiveStation> Engine<A> {
                 break;
             }
             page_no += 1;
-            if acting {
-                self.serve_hints(clock).await?;
-            }
+            self.serve_hints_until(clock, page_started + self.listing_pace())
+                .await?;
         }
         self.notes.api_answered();
         for skipped in listing.skipped() {
@@ -809,11 +809,46 @@ impl<A: LiveStation> Engine<A> {
         }
     }
 
-    /// Serves the callback hints waiting in the wake-up channel (during a tick's listing):
+    /// The time between the starts of two listing pages: two request slots of `api.max_rps`,
+    /// so that the listing takes at most half of the request budget and a hint arriving during
+    /// it finds slots free for its read and its start.
+    fn listing_pace(&self) -> Duration {
+        Duration::try_from_secs_f64(2.0 / self.config.api.max_rps).unwrap_or(Duration::ZERO)
+    }
+
+    /// Waits until `until` (the next listing page), serving callback hints as they arrive.
+    async fn serve_hints_until(
+        &mut self,
+        clock: &TickClock,
+        until: Instant,
+    ) -> Result<(), EngineError> {
+        loop {
+            let Some(wakes) = self.wakes.as_mut() else {
+                tokio::time::sleep_until(until).await;
+                return Ok(());
+            };
+            let first = tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Ok(()),
+                wake = wakes.recv() => match wake {
+                    Some(wake) => wake,
+                    // Nobody can wake the engine any more: nothing to serve.
+                    None => {
+                        tokio::time::sleep_until(until).await;
+                        return Ok(());
+                    }
+                },
+            };
+            self.serve_hints(clock, first).await?;
+        }
+    }
+
+    /// Serves a hint and the others waiting in the wake-up channel (during a tick's listing):
     /// other wake-ups seen on the way ask for another tick right after this one.
-    async fn serve_hints(&mut self, clock: &TickClock) -> Result<(), EngineError> {
+    async fn serve_hints(&mut self, clock: &TickClock, first: Wake) -> Result<(), EngineError> {
         let mut ids: Vec<String> = Vec::new();
-        while let Some(wake) = self.wakes.as_mut().and_then(|w| w.try_recv().ok()) {
+        let mut next = Some(first);
+        while let Some(wake) = next.take() {
+            next = self.wakes.as_mut().and_then(|w| w.try_recv().ok());
             match wake {
                 Wake::Channel(id) => {
                     if !ids.contains(&id) {
@@ -869,11 +904,12 @@ impl<A: LiveStation> Engine<A> {
             .collect()
             .await;
         let mut read = HashSet::new();
+        let mut observed = Vec::new();
         for (id, as_of, result) in reads {
             match result {
                 Ok(reply) => {
                     self.notes.api_answered();
-                    self.store.observe_channel(&reply.value, now).await?;
+                    observed.push(reply.value.clone());
                     self.view.apply(reply.value, as_of, now);
                     self.settle(clock, report, &id, now).await?;
                     read.insert(id);
@@ -886,6 +922,11 @@ impl<A: LiveStation> Engine<A> {
         }
         if !read.is_empty() {
             self.act(clock, report, now, Some(&read)).await?;
+        }
+        // The rows operators read are written after acting: the start waits for its own
+        // intent to be written, not for these.
+        for channel in &observed {
+            self.store.observe_channel(channel, now).await?;
         }
         Ok(())
     }

@@ -1253,6 +1253,11 @@ fn document(settings: &Settings, reports: &[Report]) -> String {
          runs chosen sizes and prints without writing this file.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M")
     );
+    let _ = writeln!(
+        t,
+        "Code measured: `{}` (`git describe --always --dirty`).\n",
+        revision()
+    );
     let _ = writeln!(t, "## Machine\n");
     for line in machine() {
         let _ = writeln!(t, "- {line}");
@@ -1362,6 +1367,18 @@ fn document(settings: &Settings, reports: &[Report]) -> String {
         t.push_str(&r.section(settings));
     }
     t
+}
+
+/// The commit the benchmark ran on, as `git describe --always --dirty` says.
+fn revision() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or("unknown".to_string(), |r| r.trim().to_string())
 }
 
 /// CPU model, cores, memory and kernel, from /proc.

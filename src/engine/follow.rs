@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::Config;
-use crate::livestation::{LiveStation, RecordStatus};
+use crate::livestation::{ApiError, LiveStation, RecordSet, RecordStatus, Reply};
 use crate::store::{ActionOutcome, ActionState, EventKind, Mutation, NewAction, Trigger};
 
 use futures_util::{StreamExt as _, stream};
@@ -18,7 +18,7 @@ use futures_util::{StreamExt as _, stream};
 use super::decide::human_ms;
 use super::fence::Call;
 use super::view::ChannelView;
-use super::{CONCURRENT_CHANNELS, Ctx, EngineError};
+use super::{CONCURRENT_CHANNELS, Ctx, EngineError, TickClock};
 
 /// What the follow part remembers between ticks.
 #[derive(Debug, Default)]
@@ -61,6 +61,21 @@ impl Follower {
         all: bool,
         sweep: bool,
     ) -> Result<(), EngineError> {
+        let channels = self.plan(ctx, config, view, now, all, sweep).await?;
+        let reads = read_records(ctx.api, ctx.clock, channels).await;
+        self.store_reads(ctx, starting, reads, now).await
+    }
+
+    /// The channels whose records [`Follower::follow`] reads now.
+    pub(crate) async fn plan<A: LiveStation>(
+        &mut self,
+        ctx: &Ctx<'_, A>,
+        config: &Config,
+        view: &ChannelView,
+        now: i64,
+        all: bool,
+        sweep: bool,
+    ) -> Result<Vec<String>, EngineError> {
         let interval = config.daemon.record_poll_interval.as_millis() as i64;
         let due = all || self.last_record_poll.is_none_or(|t| now - t >= interval);
         let mut channels = self.pending.clone();
@@ -82,20 +97,18 @@ impl Follower {
             channels.retain(|id| configured.contains(id.as_str()));
             self.pending.retain(|id| configured.contains(id.as_str()));
         }
-        // Read side by side (a read hanging until `api.timeout` holds up no other channel's),
-        // stored one by one in channel order.
-        let reads: Vec<_> = stream::iter(channels)
-            .map(|channel_id| async move {
-                // Records are stamped with when they were read, not with the tick's start: a
-                // start sent earlier in this tick must not find its own record "seen before it
-                // was sent".
-                let as_of = ctx.clock.stamp();
-                let read = ctx.api.list_records(&channel_id).await;
-                (channel_id, as_of, read)
-            })
-            .buffered(CONCURRENT_CHANNELS)
-            .collect()
-            .await;
+        Ok(channels.into_iter().collect())
+    }
+
+    /// Stores what [`read_records`] read, in channel order.
+    pub(crate) async fn store_reads<A: LiveStation>(
+        &mut self,
+        ctx: &Ctx<'_, A>,
+        starting: &HashSet<String>,
+        mut reads: Vec<RecordRead>,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        reads.sort_by(|a, b| a.0.cmp(&b.0));
         for (channel_id, as_of, read) in reads {
             match read {
                 Ok(reply) => {
@@ -129,6 +142,28 @@ impl Follower {
         }
         Ok(())
     }
+}
+
+/// One channel's records as read: the channel, when the read was made, what it returned.
+pub(crate) type RecordRead = (String, i64, Result<Reply<RecordSet>, ApiError>);
+
+/// Reads the records of `channels` side by side (a read hanging until `api.timeout` holds up no
+/// other channel's). Each is stamped with when it was made, not with the tick's start: a start
+/// sent earlier in the tick must not find its own record "seen before it was sent".
+pub(crate) async fn read_records<A: LiveStation>(
+    api: &A,
+    clock: &TickClock,
+    channels: Vec<String>,
+) -> Vec<RecordRead> {
+    stream::iter(channels)
+        .map(|channel_id| async move {
+            let as_of = clock.stamp();
+            let read = api.list_records(&channel_id).await;
+            (channel_id, as_of, read)
+        })
+        .buffered(CONCURRENT_CHANNELS)
+        .collect()
+        .await
 }
 
 /// The ids of the configured channels.

@@ -160,7 +160,8 @@ pub(crate) struct Ctx<'a, A> {
 /// an in-memory double in unit tests); see the module doc.
 pub struct Engine<A: LiveStation = Client> {
     config: Arc<Config>,
-    api: A,
+    /// Shared with record reads in flight while hints are served (see `follow_records`).
+    api: Arc<A>,
     store: Store,
     notes: Notes,
     /// When this engine started: occurrences that fired before were missed while down.
@@ -226,7 +227,7 @@ impl<A: LiveStation> Engine<A> {
             actions: Actions::new(policy_of(&config), landing_of(&config)),
             notes: Notes::new(store.clone()),
             config,
-            api,
+            api: Arc::new(api),
             store,
             up_since: now,
             focus: None,
@@ -268,7 +269,7 @@ impl<A: LiveStation> Engine<A> {
     /// With `api`, calls go through it from now on (the `[api]` section changed).
     pub fn reload(&mut self, config: Arc<Config>, api: Option<A>) {
         if let Some(api) = api {
-            self.api = api;
+            self.api = Arc::new(api);
         }
         self.actions
             .reconfigure(policy_of(&config), landing_of(&config));
@@ -312,7 +313,7 @@ impl<A: LiveStation> Engine<A> {
             self.follower.mark(&id);
         }
         let ctx = Ctx {
-            api: &self.api,
+            api: &*self.api,
             store: &self.store,
             notes: &self.notes,
             clock: &clock,
@@ -339,7 +340,7 @@ impl<A: LiveStation> Engine<A> {
         let acting = self.follow_leadership(now).await?;
         {
             let ctx = Ctx {
-                api: &self.api,
+                api: &*self.api,
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
@@ -361,7 +362,7 @@ impl<A: LiveStation> Engine<A> {
         }
         {
             let ctx = Ctx {
-                api: &self.api,
+                api: &*self.api,
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
@@ -376,24 +377,38 @@ impl<A: LiveStation> Engine<A> {
         } else if report.observed && self.leadership.role() == Role::Standby {
             self.mirror_leader(now).await?;
         }
-        {
+        let channels = {
             let ctx = Ctx {
-                api: &self.api,
+                api: &*self.api,
                 store: &self.store,
                 notes: &self.notes,
                 clock: &clock,
                 fence: self.leadership.as_ref(),
             };
             self.follower
-                .follow(
+                .plan(
                     &ctx,
                     &self.config,
                     &self.view,
-                    &self.actions.unsettled_starts(),
                     now,
                     false,
                     self.focus.is_none(),
                 )
+                .await?
+        };
+        let reads = self.read_records_serving_hints(&clock, channels).await?;
+        {
+            let ctx = Ctx {
+                api: &*self.api,
+                store: &self.store,
+                notes: &self.notes,
+                clock: &clock,
+                fence: self.leadership.as_ref(),
+            };
+            // After the hints: a start they sent is settled or known before records are told.
+            let starting = self.actions.unsettled_starts();
+            self.follower
+                .store_reads(&ctx, &starting, reads, now)
                 .await?;
             if self.follower.polled_at(now) {
                 follow::retention_guard(&ctx, &self.config, &mut self.follower, acting, now)
@@ -772,6 +787,38 @@ impl<A: LiveStation> Engine<A> {
         Ok(())
     }
 
+    /// Reads records (see [`follow::read_records`]) while serving callback hints as they
+    /// arrive: every record poll interval every unfinished record is read, which at `max_rps`
+    /// can take seconds, and a hint is not to wait for it. The reads share the API client, not
+    /// the engine's state; they take request slots behind a hint's (`Client` gives background
+    /// reads the slots nobody waits for).
+    async fn read_records_serving_hints(
+        &mut self,
+        clock: &TickClock,
+        channels: Vec<String>,
+    ) -> Result<Vec<follow::RecordRead>, EngineError> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let api = Arc::clone(&self.api);
+        let reads = async move { follow::read_records(&*api, clock, channels).await };
+        tokio::pin!(reads);
+        loop {
+            let Some(wakes) = self.wakes.as_mut() else {
+                return Ok(reads.await);
+            };
+            let first = tokio::select! {
+                biased;
+                wake = wakes.recv() => match wake {
+                    Some(wake) => wake,
+                    None => return Ok(reads.await),
+                },
+                done = &mut reads => return Ok(done),
+            };
+            self.serve_hints(clock, first).await?;
+        }
+    }
+
     /// Lets the channel's latest observation settle or unblock its action.
     async fn settle(
         &mut self,
@@ -781,7 +828,7 @@ impl<A: LiveStation> Engine<A> {
         now: i64,
     ) -> Result<(), EngineError> {
         let ctx = Ctx {
-            api: &self.api,
+            api: &*self.api,
             store: &self.store,
             notes: &self.notes,
             clock,
@@ -828,7 +875,7 @@ impl<A: LiveStation> Engine<A> {
                 return Ok(());
             };
             let first = tokio::select! {
-                _ = tokio::time::sleep_until(until) => return Ok(()),
+                biased;
                 wake = wakes.recv() => match wake {
                     Some(wake) => wake,
                     // Nobody can wake the engine any more: nothing to serve.
@@ -837,6 +884,7 @@ impl<A: LiveStation> Engine<A> {
                         return Ok(());
                     }
                 },
+                _ = tokio::time::sleep_until(until) => return Ok(()),
             };
             self.serve_hints(clock, first).await?;
         }
@@ -940,7 +988,7 @@ impl<A: LiveStation> Engine<A> {
         now: i64,
     ) -> Result<(), EngineError> {
         let ctx = Ctx {
-            api: &self.api,
+            api: &*self.api,
             store: &self.store,
             notes: &self.notes,
             clock,
@@ -1246,7 +1294,7 @@ impl<A: LiveStation> Engine<A> {
             )
             .await?;
         let ctx = Ctx {
-            api: &self.api,
+            api: &*self.api,
             store: &self.store,
             notes: &self.notes,
             clock,

@@ -655,7 +655,13 @@ impl Client {
         observed.trace_id = None;
         observed.server_date = None;
         if permit.is_none() {
-            inner.limiter.acquire().await;
+            match call.operation {
+                // Reads that can wait give way to those that cannot (see `acquire_background`).
+                Operation::ListChannels | Operation::ListRecords => {
+                    inner.limiter.acquire_background().await;
+                }
+                _ => inner.limiter.acquire().await,
+            }
         }
 
         let sent_at = Utc::now();

@@ -37,6 +37,27 @@ impl RateLimiter {
         tokio::time::sleep_until(self.reserve()).await;
     }
 
+    /// Waits until this request may be sent without taking a slot ahead of anyone: a
+    /// background request (a listing page, a record read) goes only when no slot is reserved
+    /// for later, so a request that cannot wait (a hinted read, a start) that arrives meanwhile
+    /// queues behind one background request at most, never behind a burst of them.
+    pub(crate) async fn acquire_background(&self) {
+        loop {
+            let busy_until = {
+                let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                match *next {
+                    Some(n) if n > now => n,
+                    _ => {
+                        *next = Some(now + self.interval);
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep_until(busy_until).await;
+        }
+    }
+
     /// Reserves the next free slot without waiting for it.
     pub(crate) fn reserve(&self) -> Instant {
         {
@@ -113,6 +134,41 @@ mod tests {
         finished.sort();
         let expected: Vec<_> = (0..8).map(|i| Duration::from_millis(250 * i)).collect();
         assert_eq!(finished, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_cannot_wait_queues_behind_one_background_request_at_most() {
+        let limiter = Arc::new(RateLimiter::new(10.0).expect("valid rate"));
+        let start = Instant::now();
+        let background: Vec<_> = (0..5)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move {
+                    limiter.acquire_background().await;
+                    Instant::now() - start
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        limiter.acquire().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(100),
+            "after the first read only"
+        );
+        let mut times = Vec::new();
+        for t in background {
+            times.push(t.await.expect("task completes"));
+        }
+        times.sort();
+        let expected: Vec<_> = [0, 200, 300, 400, 500]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect();
+        assert_eq!(
+            times, expected,
+            "the reads keep the rate, after the urgent one"
+        );
     }
 
     #[tokio::test(start_paused = true)]

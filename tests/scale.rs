@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -67,7 +66,6 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
     let control = emu.control();
     let ids = control.add_channels(CHANNELS, "scale");
     assert_eq!(ids.len(), CHANNELS);
-    let pages = CHANNELS.div_ceil(PAGE_SIZE) as u32;
     // On the last page of the listing.
     let target = ids[CHANNELS - 3].clone();
     let target_page = ((CHANNELS - 3) / PAGE_SIZE) as u32 + 1;
@@ -78,27 +76,11 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
     let mut daemon = site.spawn(&["run"], &[]);
     let mut log = CallLogReader::default();
 
-    // The first full listing: every page answered, and the daemon past its start-up (the
-    // reconciliation that listing served), so that callbacks reach the engine's loop.
-    let listed = wait_for(
-        Duration::from_secs(60),
-        "the first complete channel listing",
-        async || {
-            log.read(&control);
-            let answered: BTreeSet<u32> = log
-                .of(Operation::ListChannels, None)
-                .filter(|c| c.status == Some(200))
-                .filter_map(|c| c.page)
-                .collect();
-            (answered.len() as u32 >= pages).then_some(())
-        },
-    )
-    .await;
-    if let Err(e) = listed {
-        panic!("{e}; stderr:\n{}", daemon.stderr_tail(20));
-    }
+    // Past its start-up: the reconciliation has read the whole listing and the engine's loop,
+    // which callbacks reach, runs. A debug build on a busy machine takes a while with 10,000
+    // channels.
     daemon
-        .wait_stderr("lsrecd is running", Duration::from_secs(30))
+        .wait_stderr("lsrecd is running", Duration::from_secs(240))
         .await
         .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", daemon.stderr_tail(20)));
 
@@ -118,7 +100,7 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
     assert_eq!(answer.status(), 202);
 
     let started = wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "startRecord on the channel",
         async || {
             log.read(&control);
@@ -162,7 +144,7 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
     // more: the count of starts is final.
     let start_seq = calls[started].seq;
     let relisted = wait_for(
-        Duration::from_secs(90),
+        Duration::from_secs(240),
         "the channel's page listed after the start",
         async || {
             log.read(&control);

@@ -55,22 +55,28 @@ impl Follower {
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
+        configured: &HashSet<String>,
         view: &ChannelView,
         starting: &HashSet<String>,
         now: i64,
         all: bool,
         sweep: bool,
     ) -> Result<(), EngineError> {
-        let channels = self.plan(ctx, config, view, now, all, sweep).await?;
+        let channels = self
+            .plan(ctx, config, configured, view, now, all, sweep)
+            .await?;
         let reads = read_records(ctx.api, ctx.clock, channels).await;
         self.store_reads(ctx, starting, reads, now).await
     }
 
-    /// The channels whose records [`Follower::follow`] reads now.
+    /// The channels whose records [`Follower::follow`] reads now. `configured` holds the ids
+    /// of `config`'s channels (the engine keeps the set; it is not rebuilt every tick).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn plan<A: LiveStation>(
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
+        configured: &HashSet<String>,
         view: &ChannelView,
         now: i64,
         all: bool,
@@ -93,9 +99,8 @@ impl Follower {
         }
         // Other people's channels are not lsrecd's business unless `retention.all_channels`.
         if !config.retention.all_channels {
-            let configured = configured_ids(config);
-            channels.retain(|id| configured.contains(id.as_str()));
-            self.pending.retain(|id| configured.contains(id.as_str()));
+            channels.retain(|id| configured.contains(id));
+            self.pending.retain(|id| configured.contains(id));
         }
         Ok(channels.into_iter().collect())
     }

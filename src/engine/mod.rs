@@ -323,6 +323,7 @@ impl<A: LiveStation> Engine<A> {
             .follow(
                 &ctx,
                 &self.config,
+                &self.configured,
                 &self.view,
                 &self.actions.unsettled_starts(),
                 now,
@@ -389,6 +390,7 @@ impl<A: LiveStation> Engine<A> {
                 .plan(
                     &ctx,
                     &self.config,
+                    &self.configured,
                     &self.view,
                     now,
                     false,

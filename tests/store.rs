@@ -3,12 +3,13 @@
 
 mod store_fixture;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lsrecd::store::{
-    ActionOutcome, ActionState, EventKind, Mutation, NewAction, NewEvent, NewOccurrence,
-    OccurrenceReason, OccurrenceState, RecordFilter, Store, StoreError, Trigger,
+    ActionOutcome, ActionState, ChannelChanges, EventKind, Mutation, NewAction, NewEvent,
+    NewOccurrence, OccurrenceReason, OccurrenceState, RecordFilter, Store, StoreError, Trigger,
     binary_schema_version, keys,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -1371,4 +1372,81 @@ fn every_event_kind_and_occurrence_reason_is_documented_and_failures_are_marked(
             reason.as_str()
         );
     }
+}
+
+#[tokio::test]
+async fn changes_since_the_last_observation_write_only_their_rows_and_report_what_went_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).await.unwrap();
+    let mut counter = count_channel_writes(&path).await;
+    let cfg = configured();
+    let labels: HashMap<String, Option<String>> = cfg.iter().cloned().collect();
+    let all = [
+        channel(STUDIO_A, "READY", false),
+        channel(STUDIO_B, "READY", false),
+        channel(AUTO_C, "READY", false),
+        channel("ls-unconfigured", "READY", false),
+    ];
+    let first = store.observe_channels(&all, &cfg, 1_000).await.unwrap();
+    assert_eq!(first.rows_written, 4);
+
+    // Studio A goes live, Studio B leaves the listing, the unconfigured channel too.
+    let live = channel(STUDIO_A, "PUBLISHING", false);
+    let no_label = None;
+    let changes = ChannelChanges {
+        changed: vec![&live],
+        absent: vec![(STUDIO_B, labels.get(STUDIO_B).unwrap_or(&no_label))],
+        gone: vec!["ls-unconfigured"],
+    };
+    let s = store
+        .observe_channel_changes(changes, &labels, 2, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(s.rows_written, 3, "{s:?}");
+    assert_eq!(s.channels_seen, 2);
+    assert_eq!(s.newly_missing, vec![STUDIO_B.to_string()]);
+    assert_eq!(
+        scalar_i64(&mut counter, "SELECT n FROM test_channel_writes").await,
+        7
+    );
+    let rows = store.channel_rows().await.unwrap();
+    let row = |id: &str| rows.iter().find(|r| r.channel_id == id).unwrap().clone();
+    assert_eq!(row(STUDIO_A).channel_status.as_deref(), Some("PUBLISHING"));
+    assert_eq!(row(STUDIO_A).observed_at, Some(2_000));
+    assert_eq!(row(STUDIO_A).label, labels[STUDIO_A]);
+    assert_eq!(row(STUDIO_B).missing_since, Some(2_000));
+    assert!(row(STUDIO_B).configured);
+    assert_eq!(row("ls-unconfigured").missing_since, Some(2_000));
+    assert!(!row("ls-unconfigured").configured);
+    assert_eq!(
+        row(AUTO_C).observed_at,
+        Some(1_000),
+        "not named, not touched"
+    );
+
+    // Studio B is back; nothing else is read or written.
+    let back = channel(STUDIO_B, "READY", false);
+    let changes = ChannelChanges {
+        changed: vec![&back],
+        ..ChannelChanges::default()
+    };
+    let s = store
+        .observe_channel_changes(changes, &labels, 3, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(s.back, vec![STUDIO_B.to_string()]);
+    assert_eq!(s.rows_written, 1);
+    assert_eq!(
+        store
+            .channel_rows()
+            .await
+            .unwrap()
+            .iter()
+            .find(|r| r.channel_id == STUDIO_B)
+            .unwrap()
+            .missing_since,
+        None
+    );
+    store.close().await;
 }

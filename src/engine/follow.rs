@@ -7,7 +7,7 @@
 //! `retention.upload_bucket` is set. All of this is for configured channels only: the records of
 //! other channels in the account are neither stored nor guarded unless `retention.all_channels`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::config::Config;
 use crate::livestation::{ApiError, LiveStation, RecordSet, RecordStatus, Reply};
@@ -55,7 +55,7 @@ impl Follower {
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
-        configured: &HashSet<String>,
+        configured: &HashMap<String, Option<String>>,
         view: &ChannelView,
         starting: &HashSet<String>,
         now: i64,
@@ -76,7 +76,7 @@ impl Follower {
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
-        configured: &HashSet<String>,
+        configured: &HashMap<String, Option<String>>,
         view: &ChannelView,
         now: i64,
         all: bool,
@@ -99,8 +99,8 @@ impl Follower {
         }
         // Other people's channels are not lsrecd's business unless `retention.all_channels`.
         if !config.retention.all_channels {
-            channels.retain(|id| configured.contains(id));
-            self.pending.retain(|id| configured.contains(id));
+            channels.retain(|id| configured.contains_key(id));
+            self.pending.retain(|id| configured.contains_key(id));
         }
         Ok(channels.into_iter().collect())
     }

@@ -50,7 +50,8 @@ pub mod retry;
 pub mod timer;
 pub mod view;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +61,8 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
-use crate::livestation::{ApiError, Client, Listing, LiveStation};
-use crate::store::{EventKind, Store};
+use crate::livestation::{ApiError, Client, Listing, LiveStation, urgently};
+use crate::store::{ChannelChanges, EventKind, Store};
 
 use self::actions::{Actions, Applied, Landing};
 use self::claims::Claims;
@@ -163,7 +164,7 @@ pub struct Engine<A: LiveStation = Client> {
     /// Shared with record reads in flight while hints are served (see `follow_records`).
     api: Arc<A>,
     store: Store,
-    notes: Notes,
+    notes: Arc<Notes>,
     /// When this engine started: occurrences that fired before were missed while down.
     up_since: i64,
     /// Act on this channel only (a one-shot `lsrecd start|stop` while no daemon runs).
@@ -184,16 +185,15 @@ pub struct Engine<A: LiveStation = Client> {
     known_term: Option<Option<i64>>,
     /// The term for which this instance last wrote that it leads.
     announced: Option<i64>,
-    /// The configured channel ids, and with their labels (as the store takes them).
-    configured: HashSet<String>,
-    labels: Vec<(String, Option<String>)>,
+    /// The configured channel ids, with their labels.
+    configured: HashMap<String, Option<String>>,
     /// The wake-ups, while [`Engine::run`] runs: a tick serves hints between listing pages.
     wakes: Option<mpsc::Receiver<Wake>>,
     /// A wake-up other than a hint arrived during a tick: tick again right after it.
     woken: bool,
-    /// The view's revision when the channels were last stored (`None`: store at the next
-    /// listing, e.g. after a reload changed the configured channels).
-    stored_revision: Option<u64>,
+    /// Whether every channel was stored since the start or the last reload: after that, a
+    /// listing stores only the channels it touched in the view.
+    stored_whole: bool,
 }
 
 /// A stretch of ticks the database failed. Nothing is sent whose intent could not be written,
@@ -222,10 +222,9 @@ impl<A: LiveStation> Engine<A> {
     /// A new engine. Call [`Engine::reconcile`] before the first [`Engine::tick`].
     pub fn new(config: Arc<Config>, api: A, store: Store, now: i64) -> Engine<A> {
         Engine {
-            configured: configured_ids(&config),
-            labels: labels_of(&config),
+            configured: configured_of(&config),
             actions: Actions::new(policy_of(&config), landing_of(&config)),
-            notes: Notes::new(store.clone()),
+            notes: Arc::new(Notes::new(store.clone())),
             config,
             api: Arc::new(api),
             store,
@@ -242,7 +241,7 @@ impl<A: LiveStation> Engine<A> {
             announced: None,
             wakes: None,
             woken: false,
-            stored_revision: None,
+            stored_whole: false,
         }
     }
 
@@ -254,7 +253,10 @@ impl<A: LiveStation> Engine<A> {
 
     /// Reports API calls, recordings and occurrences to these metrics.
     pub fn with_metrics(mut self, metrics: crate::service::metrics::Metrics) -> Engine<A> {
-        self.notes.set_metrics(metrics);
+        // Before the engine runs, nothing else holds the notes.
+        let mut notes = Notes::new(self.store.clone());
+        notes.set_metrics(metrics);
+        self.notes = Arc::new(notes);
         self
     }
 
@@ -273,9 +275,8 @@ impl<A: LiveStation> Engine<A> {
         }
         self.actions
             .reconfigure(policy_of(&config), landing_of(&config));
-        self.configured = configured_ids(&config);
-        self.labels = labels_of(&config);
-        self.stored_revision = None;
+        self.configured = configured_of(&config);
+        self.stored_whole = false;
         self.config = config;
     }
 
@@ -358,6 +359,7 @@ impl<A: LiveStation> Engine<A> {
             }
         }
         report.observed = self.observe(&clock, &mut report, now, acting).await?;
+        self.serve_waiting_hints(&clock).await?;
         if report.observed {
             self.observe_unlisted(&clock, &mut report, now).await?;
         }
@@ -372,8 +374,10 @@ impl<A: LiveStation> Engine<A> {
             occurrences::materialize(&ctx, &self.config, now).await?;
             occurrences::advance(&ctx, &self.config, &self.view, self.up_since, now).await?;
         }
+        self.serve_waiting_hints(&clock).await?;
         if report.observed && acting {
             self.act(&clock, &mut report, now, None).await?;
+            self.serve_waiting_hints(&clock).await?;
             self.keep_notes().await?;
         } else if report.observed && self.leadership.role() == Role::Standby {
             self.mirror_leader(now).await?;
@@ -398,6 +402,7 @@ impl<A: LiveStation> Engine<A> {
                 )
                 .await?
         };
+        self.serve_waiting_hints(&clock).await?;
         let reads = self.read_records_serving_hints(&clock, channels).await?;
         {
             let ctx = Ctx {
@@ -559,7 +564,7 @@ impl<A: LiveStation> Engine<A> {
                         let now = now_ms();
                         let (clock, mut report) = (TickClock::new(now), TickReport::default());
                         let served = tokio::select! {
-                            r = self.hint(hinted, &clock, &mut report, now) => r,
+                            r = urgently(self.hint(hinted, &clock, &mut report, now)) => r,
                             _ = &mut shutdown => break,
                         };
                         if let Err(e) = served {
@@ -706,7 +711,7 @@ impl<A: LiveStation> Engine<A> {
                 if change == Change::Changed || (change == Change::New && recording) {
                     self.follower.mark(&id);
                 }
-                if change != Change::Same && self.configured.contains(&id) {
+                if change != Change::Same && self.configured.contains_key(&id) {
                     moved.insert(id);
                 }
             }
@@ -742,12 +747,8 @@ impl<A: LiveStation> Engine<A> {
             tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
         }
         self.view.retain(|id| listing.lists(id));
-        if self.stored_revision == Some(self.view.revision()) {
-            // The same channels as the same values as when last stored: only the heartbeat.
-            self.store.poll_heartbeat(self.view.len(), now).await?;
-        } else {
-            self.store_channels(now).await?;
-        }
+        self.serve_waiting_hints(clock).await?;
+        self.store_channels(now).await?;
         if let Some(m) = self.notes.metrics() {
             m.poll_succeeded(now as f64 / 1000.0);
             m.set_channels(self.view.len() as u64);
@@ -755,15 +756,52 @@ impl<A: LiveStation> Engine<A> {
         Ok(true)
     }
 
-    /// Stores the channels as the view holds them after a complete listing: changed rows, and
-    /// the configured channels missing from it, or back in it.
+    /// Stores the channels as the view holds them after a complete listing: the rows of the
+    /// channels touched since they were last stored (all of them, the first time after a start
+    /// or a reload), the configured channels missing from it or back in it, and the heartbeat.
     async fn store_channels(&mut self, now: i64) -> Result<(), EngineError> {
-        let revision = self.view.revision();
-        let summary = self
-            .store
-            .observe_channels(self.view.channels(), &self.labels, now)
-            .await?;
-        self.stored_revision = Some(revision);
+        let touched = self.view.take_touched();
+        let stored = if !self.stored_whole {
+            let configured: Vec<(String, Option<String>)> = self
+                .config
+                .channels
+                .iter()
+                .map(|c| (c.id.clone(), c.label.clone()))
+                .collect();
+            self.store
+                .observe_channels(self.view.channels(), &configured, now)
+                .await
+                .map(Some)
+        } else if touched.is_empty() {
+            // The same channels as the same values as when last stored: only the heartbeat.
+            self.store
+                .poll_heartbeat(self.view.len(), now)
+                .await
+                .map(|()| None)
+        } else {
+            let mut changes = ChannelChanges::default();
+            for id in &touched {
+                match (self.view.get(id), self.configured.get_key_value(id)) {
+                    (Some(seen), _) => changes.changed.push(&seen.channel),
+                    (None, Some((id, label))) => changes.absent.push((id.as_str(), label)),
+                    (None, None) => changes.gone.push(id.as_str()),
+                }
+            }
+            self.store
+                .observe_channel_changes(changes, &self.configured, self.view.len(), now)
+                .await
+                .map(Some)
+        };
+        let summary = match stored {
+            Ok(Some(summary)) => summary,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                // Not stored: the next listing stores them.
+                self.view.touch(touched);
+                return Err(e.into());
+            }
+        };
+        self.stored_whole = true;
         for id in &summary.newly_missing {
             self.notes
                 .event(
@@ -804,20 +842,57 @@ impl<A: LiveStation> Engine<A> {
         }
         let api = Arc::clone(&self.api);
         let reads = async move { follow::read_records(&*api, clock, channels).await };
-        tokio::pin!(reads);
+        let (reads, _, failed) = self.serving_hints(clock, reads, &HashSet::new()).await;
+        failed.map_or(Ok(reads), Err)
+    }
+
+    /// Awaits `work` while serving the callback hints that arrive, but for channels in
+    /// `except` (whose state `work` holds): those are returned, to be served after it. A hint
+    /// that fails (a database write) ends the serving, and its error is returned with the
+    /// outcome of `work`, which always runs to its end: it holds what was sent.
+    async fn serving_hints<T>(
+        &mut self,
+        clock: &TickClock,
+        work: impl Future<Output = T>,
+        except: &HashSet<String>,
+    ) -> (T, Vec<String>, Option<EngineError>) {
+        tokio::pin!(work);
+        let mut deferred: Vec<String> = Vec::new();
         loop {
             let Some(wakes) = self.wakes.as_mut() else {
-                return Ok(reads.await);
+                return (work.await, deferred, None);
             };
             let first = tokio::select! {
                 biased;
                 wake = wakes.recv() => match wake {
                     Some(wake) => wake,
-                    None => return Ok(reads.await),
+                    None => return (work.await, deferred, None),
                 },
-                done = &mut reads => return Ok(done),
+                done = &mut work => return (done, deferred, None),
             };
-            self.serve_hints(clock, first).await?;
+            let (later, now_ids): (Vec<String>, Vec<String>) = self
+                .take_hints(first)
+                .into_iter()
+                .partition(|id| except.contains(id));
+            for id in later {
+                if !deferred.contains(&id) {
+                    deferred.push(id);
+                }
+            }
+            if now_ids.is_empty() {
+                continue;
+            }
+            let now = clock.stamp();
+            let served = Box::pin(urgently(self.hint(
+                now_ids,
+                clock,
+                &mut TickReport::default(),
+                now,
+            )))
+            .await;
+            if let Err(e) = served {
+                return (work.await, deferred, Some(e));
+            }
         }
     }
 
@@ -892,9 +967,29 @@ impl<A: LiveStation> Engine<A> {
         }
     }
 
-    /// Serves a hint and the others waiting in the wake-up channel (during a tick's listing):
-    /// other wake-ups seen on the way ask for another tick right after this one.
+    /// Serves the hints waiting in the wake-up channel, if any, without waiting for more:
+    /// between the steps of a tick that do not serve hints themselves, so that a hint waits
+    /// for one step at most.
+    async fn serve_waiting_hints(&mut self, clock: &TickClock) -> Result<(), EngineError> {
+        let Some(first) = self.wakes.as_mut().and_then(|w| w.try_recv().ok()) else {
+            return Ok(());
+        };
+        self.serve_hints(clock, first).await
+    }
+
+    /// Serves a hint and the others waiting in the wake-up channel (during a tick).
     async fn serve_hints(&mut self, clock: &TickClock, first: Wake) -> Result<(), EngineError> {
+        let ids = self.take_hints(first);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = clock.stamp();
+        urgently(self.hint(ids, clock, &mut TickReport::default(), now)).await
+    }
+
+    /// The channels hinted by `first` and the other wake-ups waiting in the channel, each once;
+    /// other wake-ups seen on the way ask for another tick right after this one.
+    fn take_hints(&mut self, first: Wake) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
         let mut next = Some(first);
         while let Some(wake) = next.take() {
@@ -908,11 +1003,7 @@ impl<A: LiveStation> Engine<A> {
                 Wake::Fire(_) | Wake::Leadership | Wake::Claims => self.woken = true,
             }
         }
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let now = clock.stamp();
-        self.hint(ids, clock, &mut TickReport::default(), now).await
+        ids
     }
 
     /// A hint (a callback) that these channels changed: each configured one is read on its own
@@ -930,7 +1021,7 @@ impl<A: LiveStation> Engine<A> {
         let ids: Vec<String> = ids
             .into_iter()
             .filter(|id| {
-                let known = self.configured.contains(id);
+                let known = self.configured.contains_key(id);
                 if !known {
                     tracing::debug!(channel_id = %id, "hint for a channel not in the configuration; ignored");
                 }
@@ -1295,12 +1386,20 @@ impl<A: LiveStation> Engine<A> {
                 now,
             )
             .await?;
+        // The context is the engine's shared parts, not the engine: hints are served (with the
+        // engine) while the calls of a full pass are in flight.
+        let (api, store, notes, fence) = (
+            Arc::clone(&self.api),
+            self.store.clone(),
+            Arc::clone(&self.notes),
+            Arc::clone(&self.leadership),
+        );
         let ctx = Ctx {
-            api: &*self.api,
-            store: &self.store,
-            notes: &self.notes,
+            api: &*api,
+            store: &store,
+            notes: &notes,
             clock,
-            fence: self.leadership.as_ref(),
+            fence: fence.as_ref(),
         };
         // Channels that may call the API are acted on side by side, each with its own part of
         // the action state and of the view, so that a call hanging until `api.timeout` delays
@@ -1339,7 +1438,11 @@ impl<A: LiveStation> Engine<A> {
             }
             return Err(e);
         }
-        let acted: Vec<_> = stream::iter(parts)
+        let in_flight: HashSet<String> = parts
+            .iter()
+            .map(|(state, ..)| state.channel_id.clone())
+            .collect();
+        let acted = stream::iter(parts)
             .map(|(state, desired, mut actions, mut view)| {
                 let ctx = &ctx;
                 async move {
@@ -1350,8 +1453,14 @@ impl<A: LiveStation> Engine<A> {
                 }
             })
             .buffered(CONCURRENT_CHANNELS)
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        // A full pass can send many calls, a request slot each: hints for other channels are
+        // served meanwhile; those for a channel in flight wait for its call to be put back.
+        let (acted, deferred, hint_failed) = if only.is_none() {
+            self.serving_hints(clock, acted, &in_flight).await
+        } else {
+            (acted.await, Vec::new(), None)
+        };
         // Every part is put back, whatever happened to the others: a part holds what was sent.
         for (state, desired, applied, actions, view) in acted {
             self.actions.rejoin(actions);
@@ -1362,6 +1471,13 @@ impl<A: LiveStation> Engine<A> {
                     failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = hint_failed {
+            failed.get_or_insert(e);
+        }
+        if !deferred.is_empty() && failed.is_none() {
+            let now = clock.stamp();
+            Box::pin(urgently(self.hint(deferred, clock, report, now))).await?;
         }
         for (state, desired, applied) in decided {
             if let Some(applied) = applied {
@@ -1410,11 +1526,7 @@ fn note_applied(
     }
 }
 
-fn configured_ids(config: &Config) -> HashSet<String> {
-    config.channels.iter().map(|c| c.id.clone()).collect()
-}
-
-fn labels_of(config: &Config) -> Vec<(String, Option<String>)> {
+fn configured_of(config: &Config) -> HashMap<String, Option<String>> {
     config
         .channels
         .iter()
@@ -1854,6 +1966,62 @@ poll_interval = "1s"
             "{log:?}"
         );
         assert_eq!(api.calls(Operation::StartRecord), 1, "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hint_is_served_while_a_call_of_the_full_pass_hangs_and_its_own_channel_after() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        api.add_channel("a", true);
+        api.add_channel("b", false);
+        let network = Network {
+            held: vec![(Operation::StartRecord, "a")],
+            ..Network::new(api.clone())
+        };
+        let (gate, arrived, log) = (
+            network.gate.clone(),
+            network.arrived.clone(),
+            network.log.clone(),
+        );
+        let mut engine = Engine::new(
+            config_with(dir.path(), &["a", "b"]),
+            network,
+            store.clone(),
+            1_000,
+        );
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        let (tx, rx) = mpsc::channel(8);
+        engine.wakes = Some(rx);
+        // While the start on "a" hangs (until the test opens the gate), "b" goes live and is
+        // hinted, and so is "a" itself.
+        let watch = async {
+            let held = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+            api.set_publishing("b", true);
+            tx.send(Wake::Channel("b".into())).await.expect("sent");
+            tx.send(Wake::Channel("a".into())).await.expect("sent");
+            let b_started = eventually(|| api.channel("b").is_some_and(|c| c.is_recording)).await;
+            gate.add_permits(1);
+            (held, b_started)
+        };
+        let (ticked, (held, b_started)) = tokio::join!(engine.tick(1_000), watch);
+        ticked.expect("tick");
+        assert!(held, "the start on a was sent");
+        assert!(
+            b_started,
+            "the hint for b waited for a's start to be answered"
+        );
+        let log = log.lock().expect("log").clone();
+        let b_start = position(&log, "start b");
+        assert_eq!(position(&log, "get b") + 1, b_start, "{log:?}");
+        assert!(
+            log[b_start..].contains(&"get a".to_string()),
+            "a's hint is served once its start is answered: {log:?}"
+        );
+        assert_eq!(api.calls(Operation::StartRecord), 2, "{log:?}");
+        assert_eq!(api.starts_applied(), 2);
     }
 
     #[tokio::test]

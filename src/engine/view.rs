@@ -7,7 +7,7 @@
 //! an unclear start be settled by an observation: only one requested after the start could last
 //! take effect says anything about it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::livestation::Channel;
 
@@ -50,9 +50,9 @@ pub(crate) enum Change {
 #[derive(Debug, Default)]
 pub(crate) struct ChannelView {
     seen: HashMap<String, Seen>,
-    /// Grows whenever what the view holds of any channel changes (an entry added, removed or
-    /// different in any field): equal revisions mean the same channels, as the same values.
-    revision: u64,
+    /// The channels whose entry was added, removed or changed in any field since
+    /// [`ChannelView::take_touched`] was last called: what the store may have to write.
+    touched: HashSet<String>,
 }
 
 impl ChannelView {
@@ -67,8 +67,8 @@ impl ChannelView {
             Some(prev) => {
                 let changed = prev.channel.is_recording != channel.is_recording
                     || prev.channel.channel_status != channel.channel_status;
-                if prev.channel != channel {
-                    self.revision += 1;
+                if prev.channel != channel && !self.touched.contains(&channel.channel_id) {
+                    self.touched.insert(channel.channel_id.clone());
                 }
                 prev.live_since = match (live, prev.live_since) {
                     (true, None) => Some(now),
@@ -84,7 +84,7 @@ impl ChannelView {
                 }
             }
             None => {
-                self.revision += 1;
+                self.touched.insert(channel.channel_id.clone());
                 self.seen.insert(
                     channel.channel_id.clone(),
                     Seen {
@@ -109,22 +109,31 @@ impl ChannelView {
 
     /// Puts back entries taken with [`ChannelView::detach`], as they are now.
     pub(crate) fn rejoin(&mut self, part: ChannelView) {
-        self.revision += part.revision;
         self.seen.extend(part.seen);
+        self.touched.extend(part.touched);
     }
 
     /// Forgets channels a complete listing did not return.
     pub(crate) fn retain(&mut self, listed: impl Fn(&str) -> bool) {
-        let before = self.seen.len();
-        self.seen.retain(|id, _| listed(id));
-        if self.seen.len() != before {
-            self.revision += 1;
-        }
+        let touched = &mut self.touched;
+        self.seen.retain(|id, _| {
+            let keep = listed(id);
+            if !keep {
+                touched.insert(id.clone());
+            }
+            keep
+        });
     }
 
-    /// See the field: compare two to know whether anything changed in between.
-    pub(crate) fn revision(&self) -> u64 {
-        self.revision
+    /// The channels touched (added, removed or changed) since the last call, and forgets them:
+    /// the store compares only these with what it holds.
+    pub(crate) fn take_touched(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Gives back channels taken with [`ChannelView::take_touched`] that were not stored.
+    pub(crate) fn touch(&mut self, ids: HashSet<String>) {
+        self.touched.extend(ids);
     }
 
     /// Every channel as last observed, in no particular order.
@@ -143,7 +152,7 @@ impl ChannelView {
             && s.channel.is_recording != recording
         {
             s.channel.is_recording = recording;
-            self.revision += 1;
+            self.touched.insert(channel_id.to_string());
         }
     }
 
@@ -194,25 +203,25 @@ mod tests {
     }
 
     #[test]
-    fn the_revision_moves_exactly_when_what_the_view_holds_changes() {
+    fn touched_channels_are_those_added_changed_or_removed_since_last_taken() {
         let mut view = ChannelView::default();
         view.apply(channel("a", ChannelStatus::Ready, false), 1_000, 1_000);
         view.apply(channel("b", ChannelStatus::Ready, false), 1_000, 1_000);
-        let idle = view.revision();
+        view.apply(channel("c", ChannelStatus::Ready, false), 1_000, 1_000);
+        let mut first: Vec<String> = view.take_touched().into_iter().collect();
+        first.sort();
+        assert_eq!(first, ["a", "b", "c"]);
         view.apply(channel("a", ChannelStatus::Ready, false), 2_000, 2_000);
-        view.retain(|_| true);
         view.set_recording("a", false);
-        assert_eq!(view.revision(), idle, "the same values again");
-        let mut renamed = channel("a", ChannelStatus::Ready, false);
-        renamed.channel_name = Some("Studio A".into());
-        view.apply(renamed, 3_000, 3_000);
-        let after_rename = view.revision();
-        assert!(after_rename > idle, "a detail the store keeps changed");
+        view.retain(|_| true);
+        assert!(view.take_touched().is_empty(), "the same values again");
+        view.apply(channel("a", ChannelStatus::Publishing, false), 3_000, 3_000);
         view.set_recording("b", true);
-        let after_start = view.revision();
-        assert!(after_start > after_rename);
-        view.retain(|id| id == "a");
-        assert!(view.revision() > after_start, "b is gone");
+        view.retain(|id| id != "c");
+        let mut touched: Vec<String> = view.take_touched().into_iter().collect();
+        touched.sort();
+        assert_eq!(touched, ["a", "b", "c"]);
+        assert!(view.take_touched().is_empty());
     }
 
     #[test]

@@ -471,7 +471,7 @@ impl Client {
     /// Waits for a slot of the shared rate limit and holds it for the next state-changing
     /// call (see [`Permit`]).
     pub async fn ready(&self) -> Permit {
-        self.inner.limiter.acquire().await;
+        self.inner.limiter.acquire_for_caller().await;
         Permit(())
     }
 
@@ -655,13 +655,8 @@ impl Client {
         observed.trace_id = None;
         observed.server_date = None;
         if permit.is_none() {
-            match call.operation {
-                // Reads that can wait give way to those that cannot (see `acquire_background`).
-                Operation::ListChannels | Operation::ListRecords => {
-                    inner.limiter.acquire_background().await;
-                }
-                _ => inner.limiter.acquire().await,
-            }
+            // What a hint reads goes first; the rest gives way (see `ratelimit`).
+            inner.limiter.acquire_for_caller().await;
         }
 
         let sent_at = Utc::now();

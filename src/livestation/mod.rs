@@ -24,4 +24,5 @@ pub use client::{
 };
 pub use error::ApiError;
 pub use model::{Channel, ChannelPage, ChannelStatus, Record, RecordSet, RecordStatus};
+pub use ratelimit::urgently;
 pub use skew::WARN_THRESHOLD as SKEW_WARN_THRESHOLD;

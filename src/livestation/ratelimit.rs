@@ -4,11 +4,33 @@
 //! under a short lock and then sleeps until it with `tokio::time`, so waiting costs no CPU and
 //! tests can drive it with a paused clock. A `Retry-After` answer pushes the next free slot back
 //! ([`RateLimiter::hold_off`]), so every caller waits, not only the one that was throttled.
+//!
+//! Requests made within [`urgently`] (what a callback hint reads and starts) reserve the next
+//! free slot in the order they arrive; every other request takes a slot only when none is
+//! reserved for later ([`RateLimiter::acquire_background`]), so an urgent request queues behind
+//! one other request at most, however many are waiting.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+tokio::task_local! {
+    /// Set while a future runs within [`urgently`].
+    static URGENT: ();
+}
+
+/// Runs `work` with the API requests it makes ahead of every other request of the process
+/// (see the module doc): for what a callback hint reads and sends.
+pub async fn urgently<F: Future>(work: F) -> F::Output {
+    URGENT.scope((), work).await
+}
+
+/// Whether the caller runs within [`urgently`].
+fn is_urgent() -> bool {
+    URGENT.try_with(|()| ()).is_ok()
+}
 
 /// Spaces requests evenly at a maximum rate.
 #[derive(Debug)]
@@ -55,6 +77,17 @@ impl RateLimiter {
                 }
             };
             tokio::time::sleep_until(busy_until).await;
+        }
+    }
+
+    /// Waits until this request may be sent, as the caller is entitled to: ahead of the others
+    /// within [`urgently`] ([`RateLimiter::acquire`]), else behind them
+    /// ([`RateLimiter::acquire_background`]).
+    pub(crate) async fn acquire_for_caller(&self) {
+        if is_urgent() {
+            self.acquire().await;
+        } else {
+            self.acquire_background().await;
         }
     }
 
@@ -169,6 +202,44 @@ mod tests {
             times, expected,
             "the reads keep the rate, after the urgent one"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_request_goes_before_requests_that_were_waiting() {
+        let limiter = Arc::new(RateLimiter::new(10.0).expect("valid rate"));
+        let start = Instant::now();
+        let others: Vec<_> = (0..5)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move {
+                    limiter.acquire_for_caller().await;
+                    Instant::now() - start
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let urgent = urgently(async {
+            limiter.acquire_for_caller().await;
+            let read = start.elapsed();
+            limiter.acquire_for_caller().await;
+            (read, start.elapsed())
+        })
+        .await;
+        assert_eq!(
+            urgent,
+            (Duration::from_millis(100), Duration::from_millis(200)),
+            "a read and a start, each in the next slot"
+        );
+        let mut times = Vec::new();
+        for t in others {
+            times.push(t.await.expect("task completes"));
+        }
+        times.sort();
+        let expected: Vec<_> = [0, 300, 400, 500, 600]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect();
+        assert_eq!(times, expected, "the others keep the rate, after it");
     }
 
     #[tokio::test(start_paused = true)]

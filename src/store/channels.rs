@@ -1,14 +1,14 @@
 //! `channels`: what the channel list last said about each channel, written only on change.
 //!
 //! The daemon polls every few seconds; an idle poll must cost no channel writes and, at
-//! thousands of channels, no channel reads either. So the rows as last written are kept in
-//! memory ([`RowCache`], read from the table once), each observation is compared with them and
-//! only the rows that differ are written, plus one heartbeat in `daemon_state`. The memory copy
-//! takes a row only once its transaction committed, so it never runs ahead of the table. The
-//! engine lock makes the daemon the only writer of this table while it runs.
+//! thousands of channels, no channel reads either. The first complete observation after a
+//! start (or a reload) is compared with every row ([`Store::observe_channels`]); after it the
+//! engine hands over only what changed in its view since ([`Store::observe_channel_changes`]),
+//! whose rows alone are read, compared and, where they differ, written, plus one heartbeat in
+//! `daemon_state`. A listing in which nothing changed writes the heartbeat alone. The engine
+//! lock makes the daemon the only writer of this table while it runs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::MutexGuard;
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
@@ -96,19 +96,20 @@ impl ChannelRow {
     }
 }
 
-/// Compares one complete observation with the rows as last written: what to write, and what
-/// the observation found.
-fn compare<'a>(
-    existing: &RowCache,
-    seen: impl IntoIterator<Item = &'a Channel>,
-    configured: &[(String, Option<String>)],
+/// Compares observations with the rows as they are: what to write, and what was found.
+///
+/// `seen` are channels the listing returned; `label_of` says whether a channel is configured
+/// and with which label; `absent` are configured channels the listing did not return, and
+/// `unlisted` rows of channels that may be neither (both skip channels in `seen`). `existing`
+/// must hold the row of every channel named in the three, where there is one.
+fn compare<'s, 'x, 'u>(
+    existing: &HashMap<String, ChannelRow>,
+    seen: impl IntoIterator<Item = &'s Channel>,
+    labels: &impl Labels,
+    absent: impl IntoIterator<Item = (&'x str, &'x Option<String>)>,
+    unlisted: impl IntoIterator<Item = &'u ChannelRow>,
     now: i64,
 ) -> (ObserveSummary, Vec<ChannelRow>) {
-    let config: HashMap<&str, &Option<String>> = configured
-        .iter()
-        .map(|(id, label)| (id.as_str(), label))
-        .collect();
-
     let mut summary = ObserveSummary::default();
     let mut done: HashSet<&str> = HashSet::new();
     let mut to_write: Vec<ChannelRow> = Vec::new();
@@ -118,13 +119,13 @@ fn compare<'a>(
             continue; // the same channel on two pages
         }
         let before = existing.get(&c.channel_id);
-        let label = config.get(c.channel_id.as_str());
+        let label = labels.label(&c.channel_id);
         if let Some(b) = before
             && b.says(c)
             && b.observed_at.is_some()
             && b.missing_since.is_none()
             && match label {
-                Some(l) => b.configured && b.label == **l,
+                Some(l) => b.configured && b.label == *l,
                 None => !b.configured,
             }
         {
@@ -139,7 +140,7 @@ fn compare<'a>(
         match label {
             Some(label) => {
                 row.configured = true;
-                row.label = (*label).clone();
+                row.label = label.clone();
                 if row.missing_since.is_some() {
                     summary.back.push(c.channel_id.clone());
                 }
@@ -153,27 +154,28 @@ fn compare<'a>(
     }
     summary.channels_seen = done.len();
 
-    for (id, label) in configured {
-        if done.contains(id.as_str()) {
+    for (id, label) in absent {
+        if !done.insert(id) {
             continue;
         }
-        done.insert(id.as_str());
         let before = existing.get(id);
         let mut row = before.cloned().unwrap_or_else(|| ChannelRow::blank(id));
         row.configured = true;
         row.label = label.clone();
         if row.missing_since.is_none() {
             row.missing_since = Some(now);
-            summary.newly_missing.push(id.clone());
+            summary.newly_missing.push(id.to_string());
         }
-        summary.missing.push(id.clone());
+        summary.missing.push(id.to_string());
         if before != Some(&row) {
             to_write.push(row);
         }
     }
 
-    for (id, before) in existing {
-        if done.contains(id.as_str())
+    for before in unlisted {
+        let id = before.channel_id.as_str();
+        if done.contains(id)
+            || labels.label(id).is_some()
             || (!before.configured
                 && (before.missing_since.is_some() || before.channel_status.is_none()))
         {
@@ -194,16 +196,66 @@ fn compare<'a>(
     (summary, to_write)
 }
 
-/// The `channels` rows as last committed, by channel id.
-pub(crate) type RowCache = HashMap<String, ChannelRow>;
+/// The configured channels' labels, by channel id: `None` for a channel not configured.
+pub trait Labels {
+    fn label(&self, channel_id: &str) -> Option<&Option<String>>;
+}
 
-async fn load_rows(conn: &mut SqliteConnection) -> Result<RowCache, StoreError> {
+impl Labels for HashMap<String, Option<String>> {
+    fn label(&self, channel_id: &str) -> Option<&Option<String>> {
+        self.get(channel_id)
+    }
+}
+
+impl Labels for HashMap<&str, &Option<String>> {
+    fn label(&self, channel_id: &str) -> Option<&Option<String>> {
+        self.get(channel_id).copied()
+    }
+}
+
+/// Every row of `channels`, by channel id.
+async fn load_rows(conn: &mut SqliteConnection) -> Result<HashMap<String, ChannelRow>, StoreError> {
     Ok(sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels")
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .map(|r| (r.channel_id.clone(), r))
         .collect())
+}
+
+/// The rows of these channels, by channel id (a channel without a row is left out).
+async fn load_rows_of(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+) -> Result<HashMap<String, ChannelRow>, StoreError> {
+    let mut rows = HashMap::new();
+    for &id in ids {
+        if rows.contains_key(id) {
+            continue;
+        }
+        if let Some(row) =
+            sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+        {
+            rows.insert(id.to_string(), row);
+        }
+    }
+    Ok(rows)
+}
+
+/// What changed in the channel list since it was last stored whole or in part: the input of
+/// [`Store::observe_channel_changes`].
+#[derive(Debug, Default)]
+pub struct ChannelChanges<'a> {
+    /// Channels the listing returned whose observation changed since it was last stored (or
+    /// that are new).
+    pub changed: Vec<&'a Channel>,
+    /// Configured channels the listing did not return, with their labels.
+    pub absent: Vec<(&'a str, &'a Option<String>)>,
+    /// Channels that left the listing since it was last stored.
+    pub gone: Vec<&'a str>,
 }
 
 /// What one observation found, beyond the rows it wrote.
@@ -261,9 +313,10 @@ impl Store {
     /// Records one complete observation of the account's channels.
     ///
     /// `seen` must be the whole channel list (all pages); `configured` is every configured
-    /// channel id with its label. Only rows whose content changed are written; configured
-    /// channels absent from `seen` get `missing_since` and are reported in the summary. The
-    /// heartbeat (`last_poll_at`, `channels_seen`) is written on every call.
+    /// channel id with its label. Every row is read and compared, and only rows whose content
+    /// changed are written; configured channels absent from `seen` get `missing_since` and are
+    /// reported in the summary. The heartbeat (`last_poll_at`, `channels_seen`) is written on
+    /// every call. After the first, [`Store::observe_channel_changes`] stores what changed.
     #[instrument(skip_all, fields(configured = configured.len()))]
     pub async fn observe_channels<'a>(
         &self,
@@ -271,20 +324,67 @@ impl Store {
         configured: &[(String, Option<String>)],
         now: i64,
     ) -> Result<ObserveSummary, StoreError> {
+        let labels: HashMap<&str, &Option<String>> = configured
+            .iter()
+            .map(|(id, label)| (id.as_str(), label))
+            .collect();
         let mut tx = self.begin_write().await?;
-        let loaded = if self.row_cache().is_none() {
-            Some(load_rows(&mut tx).await?)
-        } else {
-            None
-        };
-        let (mut summary, to_write) = {
-            let mut cache = self.row_cache();
-            let existing = match (cache.take(), loaded) {
-                (Some(rows), _) | (None, Some(rows)) => cache.insert(rows),
-                (None, None) => cache.insert(RowCache::new()),
-            };
-            compare(existing, seen, configured, now)
-        };
+        let existing = load_rows(&mut tx).await?;
+        let (summary, to_write) = compare(
+            &existing,
+            seen,
+            &labels,
+            configured.iter().map(|(id, label)| (id.as_str(), label)),
+            existing.values(),
+            now,
+        );
+        self.finish_observation(tx, summary, to_write, now).await
+    }
+
+    /// Records what changed in the channel list since it was last stored
+    /// ([`Store::observe_channels`] or this): only the rows of the channels named in `changes`
+    /// are read and compared, so an observation where little changed costs little however many
+    /// channels there are. `configured` maps the configured channels to their labels; the
+    /// summary's `channels_seen` is `listed`.
+    #[instrument(skip_all, fields(changed = changes.changed.len(), absent = changes.absent.len(), gone = changes.gone.len()))]
+    pub async fn observe_channel_changes(
+        &self,
+        changes: ChannelChanges<'_>,
+        configured: &HashMap<String, Option<String>>,
+        listed: usize,
+        now: i64,
+    ) -> Result<ObserveSummary, StoreError> {
+        let mut ids: Vec<&str> = Vec::new();
+        ids.extend(changes.changed.iter().map(|c| c.channel_id.as_str()));
+        ids.extend(changes.absent.iter().map(|(id, _)| *id));
+        ids.extend(changes.gone.iter().copied());
+        let mut tx = self.begin_write().await?;
+        let existing = load_rows_of(&mut tx, &ids).await?;
+        let gone: Vec<&ChannelRow> = changes
+            .gone
+            .iter()
+            .filter_map(|id| existing.get(*id))
+            .collect();
+        let (mut summary, to_write) = compare(
+            &existing,
+            changes.changed,
+            configured,
+            changes.absent,
+            gone,
+            now,
+        );
+        summary.channels_seen = listed;
+        self.finish_observation(tx, summary, to_write, now).await
+    }
+
+    /// Writes the rows an observation changed and the heartbeat, in the transaction `tx`.
+    async fn finish_observation(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        mut summary: ObserveSummary,
+        to_write: Vec<ChannelRow>,
+        now: i64,
+    ) -> Result<ObserveSummary, StoreError> {
         for row in &to_write {
             write_row(&mut tx, row).await?;
         }
@@ -298,7 +398,6 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.remember_rows(to_write);
         summary.missing.sort();
         summary.newly_missing.sort();
         summary.back.sort();
@@ -326,26 +425,18 @@ impl Store {
     /// heartbeat are left alone. Returns whether the row changed.
     #[instrument(skip_all, fields(channel_id = %c.channel_id))]
     pub async fn observe_channel(&self, c: &Channel, now: i64) -> Result<bool, StoreError> {
-        let cached = self
-            .row_cache()
-            .as_ref()
-            .map(|rows| rows.get(&c.channel_id).cloned());
-        if let Some(Some(before)) = &cached
+        let mut tx = self.begin_write().await?;
+        let before: Option<ChannelRow> =
+            sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
+                .bind(&c.channel_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(before) = &before
             && before.says(c)
             && before.observed_at.is_some()
         {
             return Ok(false);
         }
-        let mut tx = self.begin_write().await?;
-        let before: Option<ChannelRow> = match cached {
-            Some(row) => row,
-            None => {
-                sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
-                    .bind(&c.channel_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-        };
         let mut row = before
             .clone()
             .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
@@ -357,25 +448,7 @@ impl Store {
             write_row(&mut tx, &row).await?;
         }
         tx.commit().await?;
-        if changed {
-            self.remember_rows(vec![row]);
-        }
         Ok(changed)
-    }
-
-    /// The rows as last written, when they were read once ([`RowCache`]).
-    fn row_cache(&self) -> MutexGuard<'_, Option<RowCache>> {
-        // The guarded map is replaced or extended whole; a holder that panicked left it valid.
-        self.channel_rows.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Rows a committed transaction wrote.
-    fn remember_rows(&self, rows: Vec<ChannelRow>) {
-        if let Some(cache) = self.row_cache().as_mut() {
-            for row in rows {
-                cache.insert(row.channel_id.clone(), row);
-            }
-        }
     }
 
     /// Every channel row, configured ones first, then by label and id.

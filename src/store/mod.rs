@@ -51,7 +51,7 @@ use sqlx::{Connection, Sqlite, Transaction};
 use tracing::instrument;
 
 pub use actions::{ActionOutcome, ActionRow, NewAction};
-pub use channels::{ChannelRow, ObserveSummary};
+pub use channels::{ChannelChanges, ChannelRow, ObserveSummary};
 pub use claims::{ManualClaimRow, OwnedRow};
 pub use error::{DatabaseError, StoreError};
 pub use events::{EventRow, NewEvent};
@@ -83,9 +83,6 @@ pub struct Store {
     path: PathBuf,
     /// `PRAGMA max_page_count` for every write transaction; 0 while no limit was ever set.
     max_pages: Arc<AtomicU64>,
-    /// The `channels` rows as last written, so that a poll compares in memory and reads
-    /// nothing (see [`channels`]).
-    channel_rows: Arc<std::sync::Mutex<Option<channels::RowCache>>>,
 }
 
 /// SQLite's own ceiling on `max_page_count`: "no limit but the disk".
@@ -273,7 +270,6 @@ impl Store {
             read,
             path: path.to_path_buf(),
             max_pages: Arc::default(),
-            channel_rows: Arc::default(),
         })
     }
 
@@ -305,7 +301,6 @@ impl Store {
             read,
             path: path.to_path_buf(),
             max_pages: Arc::default(),
-            channel_rows: Arc::default(),
         };
         if let Err(e) = store.check_schema_matches().await {
             store.close().await;

@@ -196,6 +196,14 @@ pub struct Engine<A: LiveStation = Client> {
     stored_whole: bool,
 }
 
+/// Whether [`Engine::act`] serves callback hints while its calls are in flight: not when it
+/// acts for a hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Serve {
+    Hints,
+    Nothing,
+}
+
 /// A stretch of ticks the database failed. Nothing is sent whose intent could not be written,
 /// so during it lsrecd observes at most; it is told once when it begins (log, metric,
 /// readiness) and once when it ends (an event, when the database takes writes again).
@@ -376,7 +384,8 @@ impl<A: LiveStation> Engine<A> {
         }
         self.serve_waiting_hints(&clock).await?;
         if report.observed && acting {
-            self.act(&clock, &mut report, now, None).await?;
+            self.act(&clock, &mut report, now, None, Serve::Hints)
+                .await?;
             self.serve_waiting_hints(&clock).await?;
             self.keep_notes().await?;
         } else if report.observed && self.leadership.role() == Role::Standby {
@@ -690,11 +699,15 @@ impl<A: LiveStation> Engine<A> {
         loop {
             let page_started = Instant::now();
             let as_of = clock.stamp();
-            let page = match self
-                .api
-                .list_channels_page(page_no, CHANNEL_PAGE_SIZE)
-                .await
-            {
+            // Hints are served while the page is on its way (what they read is newer than the
+            // page, which then changes nothing for their channels: see `ChannelView::apply`).
+            let api = Arc::clone(&self.api);
+            let fetch = async move { api.list_channels_page(page_no, CHANNEL_PAGE_SIZE).await };
+            let (fetched, _, failed) = self.serving_hints(clock, fetch, &HashSet::new()).await;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let page = match fetched {
                 Ok(page) => page.value,
                 Err(e) => {
                     tracing::warn!(error = %e, page_no, "channel list failed; not acting on what this tick has not read");
@@ -726,7 +739,8 @@ impl<A: LiveStation> Engine<A> {
                 settled.insert(id);
             }
             if acting && !moved.is_empty() {
-                self.act(clock, report, now, Some(&moved)).await?;
+                self.act(clock, report, now, Some(&moved), Serve::Hints)
+                    .await?;
             }
             if complete {
                 break;
@@ -1062,7 +1076,9 @@ impl<A: LiveStation> Engine<A> {
             }
         }
         if !read.is_empty() {
-            self.act(clock, report, now, Some(&read)).await?;
+            // Within a hint: the others wait for it.
+            self.act(clock, report, now, Some(&read), Serve::Nothing)
+                .await?;
         }
         // The rows operators read are written after acting: the start waits for its own
         // intent to be written, not for these.
@@ -1371,6 +1387,7 @@ impl<A: LiveStation> Engine<A> {
         report: &mut TickReport,
         now: i64,
         only: Option<&HashSet<String>>,
+        serve: Serve,
     ) -> Result<(), EngineError> {
         let states = self
             .claims
@@ -1456,7 +1473,7 @@ impl<A: LiveStation> Engine<A> {
             .collect::<Vec<_>>();
         // A full pass can send many calls, a request slot each: hints for other channels are
         // served meanwhile; those for a channel in flight wait for its call to be put back.
-        let (acted, deferred, hint_failed) = if only.is_none() {
+        let (acted, deferred, hint_failed) = if serve == Serve::Hints {
             self.serving_hints(clock, acted, &in_flight).await
         } else {
             (acted.await, Vec::new(), None)
@@ -1613,6 +1630,9 @@ mod tests {
             page_size: u32,
         ) -> Result<Reply<ChannelPage>, ApiError> {
             self.note(format!("list {page_no}"));
+            if page_no == 1 {
+                self.pass(Operation::ListChannels, "page 1").await;
+            }
             self.inner.list_channels_page(page_no, page_size).await
         }
 
@@ -1947,18 +1967,46 @@ poll_interval = "1s"
     }
 
     #[tokio::test]
-    async fn a_hint_that_arrives_during_a_listing_is_served_before_the_next_page() {
+    async fn a_hint_that_arrives_during_a_listing_is_served_while_the_page_is_on_its_way() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
         let api = Arc::new(MemoryLiveStation::new(1_000));
         let ids = many(250);
-        let (mut engine, log, _store) = engine_with(dir.path(), &ids, &api).await;
+        for id in &ids {
+            api.add_channel(id, false);
+        }
+        let network = Network {
+            held: vec![(Operation::ListChannels, "page 1")],
+            ..Network::new(api.clone())
+        };
+        let (gate, arrived, log) = (
+            network.gate.clone(),
+            network.arrived.clone(),
+            network.log.clone(),
+        );
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut engine = Engine::new(config_with(dir.path(), &refs), network, store, 1_000);
+        gate.add_permits(1); // the first page read by reconcile goes through
         assert!(engine.reconcile(1_000).await.expect("reconcile"));
         let (tx, rx) = mpsc::channel(8);
         engine.wakes = Some(rx);
-        api.set_publishing("c240", true);
-        tx.send(Wake::Channel("c240".into())).await.expect("sent");
         log.lock().expect("log").clear();
-        engine.tick(2_000).await.expect("tick");
+        // The first page of the listing hangs (until the test opens the gate); meanwhile c240,
+        // on the last page, goes live and is hinted.
+        let watch = async {
+            let held = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 2).await;
+            api.set_publishing("c240", true);
+            tx.send(Wake::Channel("c240".into())).await.expect("sent");
+            let started = eventually(|| api.channel("c240").is_some_and(|c| c.is_recording)).await;
+            gate.add_permits(1);
+            (held, started)
+        };
+        let (ticked, (held, started)) = tokio::join!(engine.tick(2_000), watch);
+        ticked.expect("tick");
+        assert!(held, "the listing began");
+        assert!(started, "the hint waited for the page");
         let log = log.lock().expect("log").clone();
         assert_eq!(
             &log[..4],

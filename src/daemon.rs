@@ -51,7 +51,8 @@ pub enum DaemonError {
 
 /// Called by the daemon once a burst of short-lived memory is behind it: after start-up (the
 /// parsed configuration file's syntax tree, about 15 MB at 10,000 channels, and the first
-/// listing) and after every reload. See [`on_memory_to_release`].
+/// listing), after every reload, and after every tick that read the whole channel list (100
+/// pages parsed and dropped at 10,000 channels). See [`on_memory_to_release`].
 static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
 /// Sets what the daemon does when memory it freed could go back to the system (see
@@ -287,6 +288,8 @@ pub async fn run(
         if let Some(report) = report {
             if report.observed {
                 readiness.observed();
+                // The listing's pages were parsed and dropped.
+                release_memory();
             }
             let mut line = status_line(report, now);
             if let Some(s) = role_of.as_ref().and_then(|e| e.status()) {

@@ -389,7 +389,7 @@ fn status_line(report: &TickReport, now: i64) -> String {
 /// Binds and serves the metrics and callback listeners; returns the handle that changes the
 /// callback settings on reload, when callbacks are served.
 async fn spawn_listeners(
-    config: &Config,
+    config: &Arc<Config>,
     metrics: &Metrics,
     readiness: &Readiness,
     wake_tx: mpsc::Sender<Wake>,
@@ -529,6 +529,7 @@ async fn reload_on_sighup(
                 if config.ha != current.ha {
                     tracing::warn!("[ha] changed: it takes effect at the next restart");
                 }
+                let config = Arc::new(config);
                 if let Some(callbacks) = &callbacks {
                     apply_callback_settings(callbacks, &current, &config);
                 }
@@ -536,7 +537,6 @@ async fn reload_on_sighup(
                 release_memory();
                 metrics.config_reload(true);
                 readiness.set_max_age(config.daemon.poll_interval * 3);
-                let config = Arc::new(config);
                 current = config.clone();
                 if tx.send(Reload { config, client }).await.is_err() {
                     return;
@@ -554,7 +554,7 @@ async fn reload_on_sighup(
 
 /// Points the running callback route at the reloaded token and channels; without `[callback]`
 /// it refuses every callback until the restart closes the listener.
-fn apply_callback_settings(callbacks: &CallbackControl, old: &Config, new: &Config) {
+fn apply_callback_settings(callbacks: &CallbackControl, old: &Config, new: &Arc<Config>) {
     match CallbackSettings::from_config(new) {
         Some(settings) => {
             let token_changed = old

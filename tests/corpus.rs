@@ -21,7 +21,9 @@
 //! Floods (many requests, not one) are in `tests/service_http.rs` (wrong tokens, bursts, 2,000
 //! idle connections) and `tests/daemon.rs` (unknown channels against the real daemon).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -256,7 +258,7 @@ impl Listener {
         let metrics = Metrics::new();
         let settings = CallbackSettings {
             token: Secret::new(TOKEN),
-            channels: [CHANNEL.to_string()].into(),
+            channels: Arc::new(HashSet::from([CHANNEL.to_string()])),
         };
         let (router, _control) =
             callback_router_with_limits(settings, tx, metrics.clone(), callback_limits);
@@ -491,7 +493,7 @@ fn callback_status(token: &str, body: Vec<u8>) -> u16 {
         let (tx, _rx) = mpsc::channel(4);
         let settings = CallbackSettings {
             token: Secret::new(TOKEN),
-            channels: [CHANNEL.to_string()].into(),
+            channels: Arc::new(HashSet::from([CHANNEL.to_string()])),
         };
         let (router, _) =
             callback_router_with_limits(settings, tx, Metrics::new(), corpus_limits().0);

@@ -1,5 +1,6 @@
 //! The metrics and callback HTTP endpoints, served on port 0 and driven over real TCP.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,12 @@ const PUBLISH_START: &str = r#"{"id":1234,"logLevel":"INFO","channelId":"ls-2020
 fn settings(token: &str, channels: &[&str]) -> CallbackSettings {
     CallbackSettings {
         token: Secret::new(token),
-        channels: channels.iter().map(|c| c.to_string()).collect(),
+        channels: Arc::new(
+            channels
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<HashSet<_>>(),
+        ),
     }
 }
 

@@ -286,7 +286,7 @@ async fn an_idle_poll_of_a_thousand_unchanged_channels_writes_no_channel_rows() 
     let seen: Vec<_> = (0..1_000)
         .map(|i| channel(&format!("ls-{i:05}"), "READY", false))
         .collect();
-    let configured: Vec<_> = (0..10)
+    let configured: HashMap<_, _> = (0..10)
         .map(|i| (format!("ls-{i:05}"), Some(format!("label-{i}"))))
         .collect();
 
@@ -339,6 +339,72 @@ async fn an_idle_poll_of_a_thousand_unchanged_channels_writes_no_channel_rows() 
     assert_eq!(live.observed_at, Some(3_000));
     assert_eq!(live.label.as_deref(), Some("label-7"));
     assert!(live.configured);
+    store.close().await;
+}
+
+/// A complete observation is compared a few hundred rows at a time: what it finds must not
+/// depend on where the chunks end.
+#[tokio::test]
+async fn a_complete_observation_of_thousands_of_channels_finds_what_one_of_a_few_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).await.unwrap();
+    let mut counter = count_channel_writes(&path).await;
+    let id = |i: usize| format!("ls-{i:05}");
+    let mut seen: Vec<_> = (0..2_400)
+        .map(|i| channel(&id(i), "READY", false))
+        .collect();
+    // The same channel on two pages, far apart.
+    seen.push(channel(&id(3), "READY", false));
+    // Every other channel configured, and 700 configured ones the API does not list.
+    let configured: HashMap<_, _> = (0..3_100)
+        .filter(|i| i % 2 == 0 || *i >= 2_400)
+        .map(|i| (id(i), None))
+        .collect();
+
+    let first = store
+        .observe_channels(&seen, &configured, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(first.channels_seen, 2_400);
+    assert_eq!(first.rows_written, 3_100);
+    assert_eq!(first.missing.len(), 700);
+    assert_eq!(first.newly_missing, first.missing);
+    assert_eq!(first.missing.first(), Some(&id(2_400)), "sorted");
+
+    // The listing loses the 1,000 unconfigured channels below 2,000, and the 100 configured
+    // ones from 1,000 to 1,200; 50 of the missing configured ones come back.
+    let listed: Vec<_> = (0..2_450)
+        .filter(|i| {
+            let unconfigured_gone = *i < 2_000 && i % 2 == 1;
+            let configured_gone = (1_000..1_200).contains(i);
+            !unconfigured_gone && !configured_gone
+        })
+        .map(|i| channel(&id(i), "READY", false))
+        .collect();
+    let before = scalar_i64(&mut counter, "SELECT n FROM test_channel_writes").await;
+    let second = store
+        .observe_channels(&listed, &configured, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(second.channels_seen, listed.len());
+    assert_eq!(second.newly_missing.len(), 100);
+    assert_eq!(second.back.len(), 50);
+    assert_eq!(second.missing.len(), 700 - 50 + 100);
+    let gone_unconfigured = 1_000;
+    assert_eq!(second.rows_written, gone_unconfigured + 100 + 50);
+    assert_eq!(
+        scalar_i64(&mut counter, "SELECT n FROM test_channel_writes").await - before,
+        second.rows_written as i64
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut counter,
+            "SELECT count(*) FROM channels WHERE missing_since = 2000 AND NOT configured"
+        )
+        .await,
+        gone_unconfigured as i64
+    );
     store.close().await;
 }
 
@@ -1381,7 +1447,6 @@ async fn changes_since_the_last_observation_write_only_their_rows_and_report_wha
     let store = Store::open(&path).await.unwrap();
     let mut counter = count_channel_writes(&path).await;
     let cfg = configured();
-    let labels: HashMap<String, Option<String>> = cfg.iter().cloned().collect();
     let all = [
         channel(STUDIO_A, "READY", false),
         channel(STUDIO_B, "READY", false),
@@ -1396,11 +1461,11 @@ async fn changes_since_the_last_observation_write_only_their_rows_and_report_wha
     let no_label = None;
     let changes = ChannelChanges {
         changed: vec![&live],
-        absent: vec![(STUDIO_B, labels.get(STUDIO_B).unwrap_or(&no_label))],
+        absent: vec![(STUDIO_B, cfg.get(STUDIO_B).unwrap_or(&no_label))],
         gone: vec!["ls-unconfigured"],
     };
     let s = store
-        .observe_channel_changes(changes, &labels, 2, 2_000)
+        .observe_channel_changes(changes, &cfg, 2, 2_000)
         .await
         .unwrap();
     assert_eq!(s.rows_written, 3, "{s:?}");
@@ -1414,7 +1479,7 @@ async fn changes_since_the_last_observation_write_only_their_rows_and_report_wha
     let row = |id: &str| rows.iter().find(|r| r.channel_id == id).unwrap().clone();
     assert_eq!(row(STUDIO_A).channel_status.as_deref(), Some("PUBLISHING"));
     assert_eq!(row(STUDIO_A).observed_at, Some(2_000));
-    assert_eq!(row(STUDIO_A).label, labels[STUDIO_A]);
+    assert_eq!(row(STUDIO_A).label, cfg[STUDIO_A]);
     assert_eq!(row(STUDIO_B).missing_since, Some(2_000));
     assert!(row(STUDIO_B).configured);
     assert_eq!(row("ls-unconfigured").missing_since, Some(2_000));
@@ -1432,7 +1497,7 @@ async fn changes_since_the_last_observation_write_only_their_rows_and_report_wha
         ..ChannelChanges::default()
     };
     let s = store
-        .observe_channel_changes(changes, &labels, 3, 3_000)
+        .observe_channel_changes(changes, &cfg, 3, 3_000)
         .await
         .unwrap();
     assert_eq!(s.back, vec![STUDIO_B.to_string()]);

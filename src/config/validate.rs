@@ -111,6 +111,7 @@ pub(super) fn validate(
             metrics,
             callback,
             ha,
+            channel_order: Config::order_of(&channels),
             channels,
             schedules,
             source: path.to_path_buf(),
@@ -985,6 +986,8 @@ impl Validator<'_> {
                 max_duration,
             });
         }
+        // Kept for the daemon's lifetime: no room for more.
+        out.shrink_to_fit();
         out
     }
 

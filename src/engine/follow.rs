@@ -7,7 +7,7 @@
 //! `retention.upload_bucket` is set. All of this is for configured channels only: the records of
 //! other channels in the account are neither stored nor guarded unless `retention.all_channels`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::Config;
 use crate::livestation::{ApiError, LiveStation, RecordSet, RecordStatus, Reply};
@@ -55,28 +55,22 @@ impl Follower {
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
-        configured: &HashMap<String, Option<String>>,
         view: &ChannelView,
         starting: &HashSet<String>,
         now: i64,
         all: bool,
         sweep: bool,
     ) -> Result<(), EngineError> {
-        let channels = self
-            .plan(ctx, config, configured, view, now, all, sweep)
-            .await?;
+        let channels = self.plan(ctx, config, view, now, all, sweep).await?;
         let reads = read_records(ctx.api, ctx.clock, channels).await;
         self.store_reads(ctx, starting, reads, now).await
     }
 
-    /// The channels whose records [`Follower::follow`] reads now. `configured` holds the ids
-    /// of `config`'s channels (the engine keeps the set; it is not rebuilt every tick).
-    #[allow(clippy::too_many_arguments)]
+    /// The channels whose records [`Follower::follow`] reads now.
     pub(crate) async fn plan<A: LiveStation>(
         &mut self,
         ctx: &Ctx<'_, A>,
         config: &Config,
-        configured: &HashMap<String, Option<String>>,
         view: &ChannelView,
         now: i64,
         all: bool,
@@ -99,8 +93,9 @@ impl Follower {
         }
         // Other people's channels are not lsrecd's business unless `retention.all_channels`.
         if !config.retention.all_channels {
-            channels.retain(|id| configured.contains_key(id));
-            self.pending.retain(|id| configured.contains_key(id));
+            channels.retain(|id| config.channel_with_id(id).is_some());
+            self.pending
+                .retain(|id| config.channel_with_id(id).is_some());
         }
         Ok(channels.into_iter().collect())
     }

@@ -50,7 +50,7 @@ pub mod retry;
 pub mod timer;
 pub mod view;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ use self::fence::{Alone, Fence, Leadership, Note, Role};
 use self::follow::Follower;
 use self::notes::Notes;
 use self::retry::RetryPolicy;
-use self::view::{Change, ChannelView};
+use self::view::{Change, ChannelView, Touched};
 
 /// Something that should make the engine look now rather than at the next poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,15 +185,10 @@ pub struct Engine<A: LiveStation = Client> {
     known_term: Option<Option<i64>>,
     /// The term for which this instance last wrote that it leads.
     announced: Option<i64>,
-    /// The configured channel ids, with their labels.
-    configured: HashMap<String, Option<String>>,
     /// The wake-ups, while [`Engine::run`] runs: a tick serves hints between listing pages.
     wakes: Option<mpsc::Receiver<Wake>>,
     /// A wake-up other than a hint arrived during a tick: tick again right after it.
     woken: bool,
-    /// Whether every channel was stored since the start or the last reload: after that, a
-    /// listing stores only the channels it touched in the view.
-    stored_whole: bool,
 }
 
 /// Whether [`Engine::act`] serves callback hints while its calls are in flight: not when it
@@ -230,7 +225,6 @@ impl<A: LiveStation> Engine<A> {
     /// A new engine. Call [`Engine::reconcile`] before the first [`Engine::tick`].
     pub fn new(config: Arc<Config>, api: A, store: Store, now: i64) -> Engine<A> {
         Engine {
-            configured: configured_of(&config),
             actions: Actions::new(policy_of(&config), landing_of(&config)),
             notes: Arc::new(Notes::new(store.clone())),
             config,
@@ -249,7 +243,6 @@ impl<A: LiveStation> Engine<A> {
             announced: None,
             wakes: None,
             woken: false,
-            stored_whole: false,
         }
     }
 
@@ -283,8 +276,7 @@ impl<A: LiveStation> Engine<A> {
         }
         self.actions
             .reconfigure(policy_of(&config), landing_of(&config));
-        self.configured = configured_of(&config);
-        self.stored_whole = false;
+        self.view.touch_all();
         self.config = config;
     }
 
@@ -332,7 +324,6 @@ impl<A: LiveStation> Engine<A> {
             .follow(
                 &ctx,
                 &self.config,
-                &self.configured,
                 &self.view,
                 &self.actions.unsettled_starts(),
                 now,
@@ -403,7 +394,6 @@ impl<A: LiveStation> Engine<A> {
                 .plan(
                     &ctx,
                     &self.config,
-                    &self.configured,
                     &self.view,
                     now,
                     false,
@@ -724,7 +714,7 @@ impl<A: LiveStation> Engine<A> {
                 if change == Change::Changed || (change == Change::New && recording) {
                     self.follower.mark(&id);
                 }
-                if change != Change::Same && self.configured.contains_key(&id) {
+                if change != Change::Same && self.config.channel_with_id(&id).is_some() {
                     moved.insert(id);
                 }
             }
@@ -775,36 +765,32 @@ impl<A: LiveStation> Engine<A> {
     /// or a reload), the configured channels missing from it or back in it, and the heartbeat.
     async fn store_channels(&mut self, now: i64) -> Result<(), EngineError> {
         let touched = self.view.take_touched();
-        let stored = if !self.stored_whole {
-            let configured: Vec<(String, Option<String>)> = self
-                .config
-                .channels
-                .iter()
-                .map(|c| (c.id.clone(), c.label.clone()))
-                .collect();
-            self.store
-                .observe_channels(self.view.channels(), &configured, now)
+        let stored = match &touched {
+            Touched::All => self
+                .store
+                .observe_channels(self.view.channels(), &*self.config, now)
                 .await
-                .map(Some)
-        } else if touched.is_empty() {
+                .map(Some),
             // The same channels as the same values as when last stored: only the heartbeat.
-            self.store
+            touched if touched.is_empty() => self
+                .store
                 .poll_heartbeat(self.view.len(), now)
                 .await
-                .map(|()| None)
-        } else {
-            let mut changes = ChannelChanges::default();
-            for id in &touched {
-                match (self.view.get(id), self.configured.get_key_value(id)) {
-                    (Some(seen), _) => changes.changed.push(&seen.channel),
-                    (None, Some((id, label))) => changes.absent.push((id.as_str(), label)),
-                    (None, None) => changes.gone.push(id.as_str()),
+                .map(|()| None),
+            Touched::These(ids) => {
+                let mut changes = ChannelChanges::default();
+                for id in ids {
+                    match (self.view.get(id), self.config.channel_with_id(id)) {
+                        (Some(seen), _) => changes.changed.push(&seen.channel),
+                        (None, Some(c)) => changes.absent.push((c.id.as_str(), &c.label)),
+                        (None, None) => changes.gone.push(id.as_str()),
+                    }
                 }
+                self.store
+                    .observe_channel_changes(changes, &*self.config, self.view.len(), now)
+                    .await
+                    .map(Some)
             }
-            self.store
-                .observe_channel_changes(changes, &self.configured, self.view.len(), now)
-                .await
-                .map(Some)
         };
         let summary = match stored {
             Ok(Some(summary)) => summary,
@@ -815,7 +801,6 @@ impl<A: LiveStation> Engine<A> {
                 return Err(e.into());
             }
         };
-        self.stored_whole = true;
         for id in &summary.newly_missing {
             self.notes
                 .event(
@@ -1035,7 +1020,7 @@ impl<A: LiveStation> Engine<A> {
         let ids: Vec<String> = ids
             .into_iter()
             .filter(|id| {
-                let known = self.configured.contains_key(id);
+                let known = self.config.channel_with_id(id).is_some();
                 if !known {
                     tracing::debug!(channel_id = %id, "hint for a channel not in the configuration; ignored");
                 }
@@ -1541,14 +1526,6 @@ fn note_applied(
             }
         }
     }
-}
-
-fn configured_of(config: &Config) -> HashMap<String, Option<String>> {
-    config
-        .channels
-        .iter()
-        .map(|c| (c.id.clone(), c.label.clone()))
-        .collect()
 }
 
 fn policy_of(config: &Config) -> RetryPolicy {

@@ -46,15 +46,62 @@ pub(crate) enum Change {
     Same,
 }
 
+/// Which channels' entries were added, removed or changed in any field since
+/// [`ChannelView::take_touched`] was last called: what the store may have to write.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Touched {
+    /// Any of them: the view was never stored, or what it stored is to be compared again
+    /// (after a failed store of everything, or a reload). Naming thousands of channels one by
+    /// one would cost memory for nothing: the store compares every row anyway.
+    All,
+    /// These.
+    These(HashSet<String>),
+}
+
+impl Touched {
+    fn none() -> Touched {
+        Touched::These(HashSet::new())
+    }
+
+    /// Whether no channel was touched.
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self, Touched::These(ids) if ids.is_empty())
+    }
+
+    fn insert(&mut self, channel_id: &str) {
+        if let Touched::These(ids) = self
+            && !ids.contains(channel_id)
+        {
+            ids.insert(channel_id.to_string());
+        }
+    }
+
+    fn extend(&mut self, other: Touched) {
+        match (&mut *self, other) {
+            (Touched::All, _) => {}
+            (_, Touched::All) => *self = Touched::All,
+            (Touched::These(ids), Touched::These(more)) => ids.extend(more),
+        }
+    }
+}
+
 /// The channels as last observed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ChannelView {
     /// Boxed: the table of a map keeps room for more entries than it holds, and a `Seen` is
     /// some 250 bytes (the table is the larger part of the engine's memory at 10,000 channels).
     seen: HashMap<String, Box<Seen>>,
-    /// The channels whose entry was added, removed or changed in any field since
-    /// [`ChannelView::take_touched`] was last called: what the store may have to write.
-    touched: HashSet<String>,
+    touched: Touched,
+}
+
+/// An empty view, never stored: everything it comes to hold counts as touched.
+impl Default for ChannelView {
+    fn default() -> ChannelView {
+        ChannelView {
+            seen: HashMap::new(),
+            touched: Touched::All,
+        }
+    }
 }
 
 impl ChannelView {
@@ -69,8 +116,8 @@ impl ChannelView {
             Some(prev) => {
                 let changed = prev.channel.is_recording != channel.is_recording
                     || prev.channel.channel_status != channel.channel_status;
-                if prev.channel != channel && !self.touched.contains(&channel.channel_id) {
-                    self.touched.insert(channel.channel_id.clone());
+                if prev.channel != channel {
+                    self.touched.insert(&channel.channel_id);
                 }
                 prev.live_since = match (live, prev.live_since) {
                     (true, None) => Some(now),
@@ -86,7 +133,7 @@ impl ChannelView {
                 }
             }
             None => {
-                self.touched.insert(channel.channel_id.clone());
+                self.touched.insert(&channel.channel_id);
                 self.seen.insert(
                     channel.channel_id.clone(),
                     Box::new(Seen {
@@ -102,7 +149,10 @@ impl ChannelView {
 
     /// Takes the channel's entry out into a view of its own (see `Actions::detach`).
     pub(crate) fn detach(&mut self, channel_id: &str) -> ChannelView {
-        let mut part = ChannelView::default();
+        let mut part = ChannelView {
+            seen: HashMap::new(),
+            touched: Touched::none(),
+        };
         if let Some(seen) = self.seen.remove(channel_id) {
             part.seen.insert(channel_id.to_string(), seen);
         }
@@ -121,7 +171,7 @@ impl ChannelView {
         self.seen.retain(|id, _| {
             let keep = listed(id);
             if !keep {
-                touched.insert(id.clone());
+                touched.insert(id);
             }
             keep
         });
@@ -129,13 +179,18 @@ impl ChannelView {
 
     /// The channels touched (added, removed or changed) since the last call, and forgets them:
     /// the store compares only these with what it holds.
-    pub(crate) fn take_touched(&mut self) -> HashSet<String> {
-        std::mem::take(&mut self.touched)
+    pub(crate) fn take_touched(&mut self) -> Touched {
+        std::mem::replace(&mut self.touched, Touched::none())
     }
 
     /// Gives back channels taken with [`ChannelView::take_touched`] that were not stored.
-    pub(crate) fn touch(&mut self, ids: HashSet<String>) {
-        self.touched.extend(ids);
+    pub(crate) fn touch(&mut self, touched: Touched) {
+        self.touched.extend(touched);
+    }
+
+    /// Counts every channel as touched: the next store compares them all.
+    pub(crate) fn touch_all(&mut self) {
+        self.touched = Touched::All;
     }
 
     /// Every channel as last observed, in no particular order.
@@ -154,7 +209,7 @@ impl ChannelView {
             && s.channel.is_recording != recording
         {
             s.channel.is_recording = recording;
-            self.touched.insert(channel_id.to_string());
+            self.touched.insert(channel_id);
         }
     }
 
@@ -204,15 +259,26 @@ mod tests {
         assert_eq!(view.get("a").unwrap().live_since, Some(4_000));
     }
 
+    fn ids(touched: Touched) -> Vec<String> {
+        let Touched::These(ids) = touched else {
+            panic!("every channel counted as touched")
+        };
+        let mut ids: Vec<String> = ids.into_iter().collect();
+        ids.sort();
+        ids
+    }
+
     #[test]
     fn touched_channels_are_those_added_changed_or_removed_since_last_taken() {
         let mut view = ChannelView::default();
         view.apply(channel("a", ChannelStatus::Ready, false), 1_000, 1_000);
         view.apply(channel("b", ChannelStatus::Ready, false), 1_000, 1_000);
         view.apply(channel("c", ChannelStatus::Ready, false), 1_000, 1_000);
-        let mut first: Vec<String> = view.take_touched().into_iter().collect();
-        first.sort();
-        assert_eq!(first, ["a", "b", "c"]);
+        assert_eq!(
+            view.take_touched(),
+            Touched::All,
+            "never stored: all of them"
+        );
         view.apply(channel("a", ChannelStatus::Ready, false), 2_000, 2_000);
         view.set_recording("a", false);
         view.retain(|_| true);
@@ -220,10 +286,30 @@ mod tests {
         view.apply(channel("a", ChannelStatus::Publishing, false), 3_000, 3_000);
         view.set_recording("b", true);
         view.retain(|id| id != "c");
-        let mut touched: Vec<String> = view.take_touched().into_iter().collect();
-        touched.sort();
-        assert_eq!(touched, ["a", "b", "c"]);
+        assert_eq!(ids(view.take_touched()), ["a", "b", "c"]);
         assert!(view.take_touched().is_empty());
+    }
+
+    #[test]
+    fn touched_channels_given_back_add_up_and_all_of_them_stays_all() {
+        let mut view = ChannelView::default();
+        view.apply(channel("a", ChannelStatus::Ready, false), 1_000, 1_000);
+        view.apply(channel("b", ChannelStatus::Ready, false), 1_000, 1_000);
+        let everything = view.take_touched();
+        view.apply(channel("a", ChannelStatus::Publishing, false), 2_000, 2_000);
+        view.touch(everything);
+        assert_eq!(
+            view.take_touched(),
+            Touched::All,
+            "a failed store of all of them"
+        );
+        view.apply(channel("a", ChannelStatus::Ready, false), 3_000, 3_000);
+        let some = view.take_touched();
+        view.set_recording("b", true);
+        view.touch(some);
+        assert_eq!(ids(view.take_touched()), ["a", "b"]);
+        view.touch_all();
+        assert_eq!(view.take_touched(), Touched::All, "a reload");
     }
 
     #[test]

@@ -87,21 +87,47 @@ const MAX_CHANNEL_ID_LEN: usize = 128;
 const MAX_EVENT_LEN: usize = 64;
 
 /// What callbacks are checked against: the token and the configured channels.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CallbackSettings {
     /// The path segment of `POST /callback/{token}`.
     pub token: Secret,
-    /// Channel ids hints may name; callbacks for any other channel are dropped.
-    pub channels: HashSet<String>,
+    /// The channels hints may name; callbacks for any other channel are dropped.
+    pub channels: Arc<dyn KnownChannels>,
+}
+
+impl std::fmt::Debug for CallbackSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackSettings")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The channel ids callbacks may name.
+pub trait KnownChannels: Send + Sync {
+    fn knows(&self, channel_id: &str) -> bool;
+}
+
+/// The configuration's channels: the daemon's, looked up where they are already kept.
+impl KnownChannels for Config {
+    fn knows(&self, channel_id: &str) -> bool {
+        self.channel_with_id(channel_id).is_some()
+    }
+}
+
+impl KnownChannels for HashSet<String> {
+    fn knows(&self, channel_id: &str) -> bool {
+        self.contains(channel_id)
+    }
 }
 
 impl CallbackSettings {
     /// The settings of `config`, or `None` when it has no `[callback]`.
-    pub fn from_config(config: &Config) -> Option<CallbackSettings> {
+    pub fn from_config(config: &Arc<Config>) -> Option<CallbackSettings> {
         let callback = config.callback.as_ref()?;
         Some(CallbackSettings {
             token: callback.token.clone(),
-            channels: config.channels.iter().map(|c| c.id.clone()).collect(),
+            channels: Arc::clone(config) as Arc<dyn KnownChannels>,
         })
     }
 }
@@ -178,7 +204,7 @@ struct Accepting {
     /// SHA-256 of the token: comparing digests takes the same time whatever the candidate's
     /// length or content, and the token itself is not kept.
     token_digest: [u8; 32],
-    channels: HashSet<String>,
+    channels: Arc<dyn KnownChannels>,
 }
 
 impl From<CallbackSettings> for Accepting {
@@ -297,7 +323,7 @@ async fn receive(
             return state.reject(callback_result::MALFORMED, StatusCode::BAD_REQUEST);
         }
     };
-    if !accepting.channels.contains(&event.hint.channel_id) {
+    if !accepting.channels.knows(&event.hint.channel_id) {
         // Live Station may send every channel of the account to one URL; only configured ones
         // are lsrecd's business, and an unknown id must cost the engine nothing.
         tracing::debug!(
@@ -495,7 +521,7 @@ mod tests {
     fn only_the_exact_token_matches() {
         let accepting = Accepting::from(CallbackSettings {
             token: Secret::new("s3cret-token"),
-            channels: HashSet::new(),
+            channels: Arc::new(HashSet::new()),
         });
 
         assert!(accepting.token_matches("s3cret-token"));

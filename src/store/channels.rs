@@ -10,12 +10,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::TryStreamExt as _;
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, SqliteConnection};
 use tracing::instrument;
 
 use super::state::{keys, set_state_in};
 use super::{Store, StoreError};
+use crate::config::Config;
 use crate::livestation::Channel;
 
 /// One row of `channels`.
@@ -96,150 +98,197 @@ impl ChannelRow {
     }
 }
 
-/// Compares observations with the rows as they are: what to write, and what was found.
+/// Compares observations with the rows as they are, in as many steps as it takes: what to
+/// write, and what was found.
 ///
-/// `seen` are channels the listing returned; `label_of` says whether a channel is configured
-/// and with which label; `absent` are configured channels the listing did not return, and
-/// `unlisted` rows of channels that may be neither (both skip channels in `seen`). `existing`
-/// must hold the row of every channel named in the three, where there is one.
-fn compare<'s, 'x, 'u>(
-    existing: &HashMap<String, ChannelRow>,
-    seen: impl IntoIterator<Item = &'s Channel>,
-    labels: &impl Labels,
-    absent: impl IntoIterator<Item = (&'x str, &'x Option<String>)>,
-    unlisted: impl IntoIterator<Item = &'u ChannelRow>,
+/// [`Comparison::seen`] takes channels the listing returned; [`Comparison::absent`] configured
+/// channels it did not return, and [`Comparison::unlisted`] rows of channels that may be
+/// neither (both skip channels already compared). Each step is given the existing rows of the
+/// channels it names, so that a complete listing of thousands of channels can be compared a
+/// few hundred rows at a time.
+struct Comparison<'a, L> {
+    labels: &'a L,
     now: i64,
-) -> (ObserveSummary, Vec<ChannelRow>) {
-    let mut summary = ObserveSummary::default();
-    let mut done: HashSet<&str> = HashSet::new();
-    let mut to_write: Vec<ChannelRow> = Vec::new();
-
-    for c in seen {
-        if !done.insert(c.channel_id.as_str()) {
-            continue; // the same channel on two pages
-        }
-        let before = existing.get(&c.channel_id);
-        let label = labels.label(&c.channel_id);
-        if let Some(b) = before
-            && b.says(c)
-            && b.observed_at.is_some()
-            && b.missing_since.is_none()
-            && match label {
-                Some(l) => b.configured && b.label == *l,
-                None => !b.configured,
-            }
-        {
-            continue; // the usual case: nothing changed
-        }
-        let mut row = before
-            .cloned()
-            .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
-        if row.apply_observation(c) || row.observed_at.is_none() {
-            row.observed_at = Some(now);
-        }
-        match label {
-            Some(label) => {
-                row.configured = true;
-                row.label = label.clone();
-                if row.missing_since.is_some() {
-                    summary.back.push(c.channel_id.clone());
-                }
-            }
-            None => row.configured = false,
-        }
-        row.missing_since = None;
-        if before != Some(&row) {
-            to_write.push(row);
-        }
-    }
-    summary.channels_seen = done.len();
-
-    for (id, label) in absent {
-        if !done.insert(id) {
-            continue;
-        }
-        let before = existing.get(id);
-        let mut row = before.cloned().unwrap_or_else(|| ChannelRow::blank(id));
-        row.configured = true;
-        row.label = label.clone();
-        if row.missing_since.is_none() {
-            row.missing_since = Some(now);
-            summary.newly_missing.push(id.to_string());
-        }
-        summary.missing.push(id.to_string());
-        if before != Some(&row) {
-            to_write.push(row);
-        }
-    }
-
-    for before in unlisted {
-        let id = before.channel_id.as_str();
-        if done.contains(id)
-            || labels.label(id).is_some()
-            || (!before.configured
-                && (before.missing_since.is_some() || before.channel_status.is_none()))
-        {
-            continue;
-        }
-        // Neither returned nor configured: a channel deleted from the account, or one
-        // removed from the configuration that the API no longer lists.
-        let mut row = before.clone();
-        row.configured = false;
-        if row.missing_since.is_none() && row.channel_status.is_some() {
-            row.missing_since = Some(now);
-        }
-        if row != *before {
-            to_write.push(row);
-        }
-    }
-
-    (summary, to_write)
+    summary: ObserveSummary,
+    /// The channels compared so far.
+    done: HashSet<&'a str>,
 }
 
-/// The configured channels' labels, by channel id: `None` for a channel not configured.
+impl<'a, L: Labels> Comparison<'a, L> {
+    fn new(labels: &'a L, now: i64) -> Comparison<'a, L> {
+        Comparison {
+            labels,
+            now,
+            summary: ObserveSummary::default(),
+            done: HashSet::new(),
+        }
+    }
+
+    /// Whether the channel was compared already.
+    fn has_done(&self, channel_id: &str) -> bool {
+        self.done.contains(channel_id)
+    }
+
+    /// Channels the listing returned: the rows to write.
+    fn seen(
+        &mut self,
+        existing: &HashMap<String, ChannelRow>,
+        seen: impl IntoIterator<Item = &'a Channel>,
+    ) -> Vec<ChannelRow> {
+        let mut to_write = Vec::new();
+        for c in seen {
+            if !self.done.insert(c.channel_id.as_str()) {
+                continue; // the same channel on two pages
+            }
+            self.summary.channels_seen += 1;
+            let before = existing.get(&c.channel_id);
+            let label = self.labels.label(&c.channel_id);
+            if let Some(b) = before
+                && b.says(c)
+                && b.observed_at.is_some()
+                && b.missing_since.is_none()
+                && match label {
+                    Some(l) => b.configured && b.label == *l,
+                    None => !b.configured,
+                }
+            {
+                continue; // the usual case: nothing changed
+            }
+            let mut row = before
+                .cloned()
+                .unwrap_or_else(|| ChannelRow::blank(&c.channel_id));
+            if row.apply_observation(c) || row.observed_at.is_none() {
+                row.observed_at = Some(self.now);
+            }
+            match label {
+                Some(label) => {
+                    row.configured = true;
+                    row.label = label.clone();
+                    if row.missing_since.is_some() {
+                        self.summary.back.push(c.channel_id.clone());
+                    }
+                }
+                None => row.configured = false,
+            }
+            row.missing_since = None;
+            if before != Some(&row) {
+                to_write.push(row);
+            }
+        }
+        to_write
+    }
+
+    /// Configured channels the listing did not return: the rows to write.
+    fn absent(
+        &mut self,
+        existing: &HashMap<String, ChannelRow>,
+        absent: impl IntoIterator<Item = (&'a str, &'a Option<String>)>,
+    ) -> Vec<ChannelRow> {
+        let mut to_write = Vec::new();
+        for (id, label) in absent {
+            if !self.done.insert(id) {
+                continue;
+            }
+            let before = existing.get(id);
+            let mut row = before.cloned().unwrap_or_else(|| ChannelRow::blank(id));
+            row.configured = true;
+            row.label = label.clone();
+            if row.missing_since.is_none() {
+                row.missing_since = Some(self.now);
+                self.summary.newly_missing.push(id.to_string());
+            }
+            self.summary.missing.push(id.to_string());
+            if before != Some(&row) {
+                to_write.push(row);
+            }
+        }
+        to_write
+    }
+
+    /// Whether a row of a channel that is neither listed nor configured may have to change:
+    /// one still marked configured, or one not yet marked missing.
+    fn may_be_unlisted(&self, channel_id: &str, configured: bool, listed_before: bool) -> bool {
+        !self.has_done(channel_id)
+            && self.labels.label(channel_id).is_none()
+            && (configured || listed_before)
+    }
+
+    /// Rows of channels that may be neither listed nor configured: the rows to write.
+    fn unlisted<'u>(&self, unlisted: impl IntoIterator<Item = &'u ChannelRow>) -> Vec<ChannelRow> {
+        let mut to_write = Vec::new();
+        for before in unlisted {
+            let listed_before = before.missing_since.is_none() && before.channel_status.is_some();
+            if !self.may_be_unlisted(&before.channel_id, before.configured, listed_before) {
+                continue;
+            }
+            // Neither returned nor configured: a channel deleted from the account, or one
+            // removed from the configuration that the API no longer lists.
+            let mut row = before.clone();
+            row.configured = false;
+            if listed_before {
+                row.missing_since = Some(self.now);
+            }
+            if row != *before {
+                to_write.push(row);
+            }
+        }
+        to_write
+    }
+}
+
+/// The configured channels and their labels.
 pub trait Labels {
+    /// The label of a configured channel (`Some(None)`: configured without one); `None` for a
+    /// channel not configured.
     fn label(&self, channel_id: &str) -> Option<&Option<String>>;
+
+    /// Every configured channel, with its label.
+    fn configured(&self) -> impl Iterator<Item = (&str, &Option<String>)>;
 }
 
 impl Labels for HashMap<String, Option<String>> {
     fn label(&self, channel_id: &str) -> Option<&Option<String>> {
         self.get(channel_id)
     }
-}
 
-impl Labels for HashMap<&str, &Option<String>> {
-    fn label(&self, channel_id: &str) -> Option<&Option<String>> {
-        self.get(channel_id).copied()
+    fn configured(&self) -> impl Iterator<Item = (&str, &Option<String>)> {
+        self.iter().map(|(id, label)| (id.as_str(), label))
     }
 }
 
-/// Every row of `channels`, by channel id.
-async fn load_rows(conn: &mut SqliteConnection) -> Result<HashMap<String, ChannelRow>, StoreError> {
-    Ok(sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels")
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|r| (r.channel_id.clone(), r))
-        .collect())
+impl Labels for Config {
+    fn label(&self, channel_id: &str) -> Option<&Option<String>> {
+        self.channel_with_id(channel_id).map(|c| &c.label)
+    }
+
+    fn configured(&self) -> impl Iterator<Item = (&str, &Option<String>)> {
+        self.channels.iter().map(|c| (c.id.as_str(), &c.label))
+    }
 }
+
+/// How many rows a complete observation reads and writes at a time: its memory stays that of a
+/// few hundred rows however many channels there are.
+const ROWS_AT_A_TIME: usize = 500;
 
 /// The rows of these channels, by channel id (a channel without a row is left out).
 async fn load_rows_of(
     conn: &mut SqliteConnection,
     ids: &[&str],
 ) -> Result<HashMap<String, ChannelRow>, StoreError> {
-    let mut rows = HashMap::new();
-    for &id in ids {
-        if rows.contains_key(id) {
-            continue;
+    let mut rows = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_AT_A_TIME) {
+        let mut query = QueryBuilder::new("SELECT * FROM channels WHERE channel_id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
         }
-        if let Some(row) =
-            sqlx::query_as::<_, ChannelRow>("SELECT * FROM channels WHERE channel_id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?
+        query.push(")");
+        for row in query
+            .build_query_as::<ChannelRow>()
+            .fetch_all(&mut *conn)
+            .await?
         {
-            rows.insert(id.to_string(), row);
+            rows.insert(row.channel_id.clone(), row);
         }
     }
     Ok(rows)
@@ -271,6 +320,17 @@ pub struct ObserveSummary {
     pub newly_missing: Vec<String>,
     /// Configured channels that were missing and are back.
     pub back: Vec<String>,
+}
+
+/// Writes these rows; returns how many.
+async fn write_rows(
+    conn: &mut SqliteConnection,
+    rows: Vec<ChannelRow>,
+) -> Result<usize, StoreError> {
+    for row in &rows {
+        write_row(conn, row).await?;
+    }
+    Ok(rows.len())
 }
 
 async fn write_row(conn: &mut SqliteConnection, r: &ChannelRow) -> Result<(), StoreError> {
@@ -317,40 +377,73 @@ impl Store {
     /// changed are written; configured channels absent from `seen` get `missing_since` and are
     /// reported in the summary. The heartbeat (`last_poll_at`, `channels_seen`) is written on
     /// every call. After the first, [`Store::observe_channel_changes`] stores what changed.
-    #[instrument(skip_all, fields(configured = configured.len()))]
+    #[instrument(skip_all)]
     pub async fn observe_channels<'a>(
         &self,
         seen: impl IntoIterator<Item = &'a Channel>,
-        configured: &[(String, Option<String>)],
+        configured: &'a impl Labels,
         now: i64,
     ) -> Result<ObserveSummary, StoreError> {
-        let labels: HashMap<&str, &Option<String>> = configured
-            .iter()
-            .map(|(id, label)| (id.as_str(), label))
-            .collect();
         let mut tx = self.begin_write().await?;
-        let existing = load_rows(&mut tx).await?;
-        let (summary, to_write) = compare(
-            &existing,
-            seen,
-            &labels,
-            configured.iter().map(|(id, label)| (id.as_str(), label)),
-            existing.values(),
-            now,
-        );
-        self.finish_observation(tx, summary, to_write, now).await
+        let mut comparison = Comparison::new(configured, now);
+        let mut rows_written = 0;
+
+        let mut seen = seen.into_iter().peekable();
+        while seen.peek().is_some() {
+            let chunk: Vec<&Channel> = seen.by_ref().take(ROWS_AT_A_TIME).collect();
+            let ids: Vec<&str> = chunk.iter().map(|c| c.channel_id.as_str()).collect();
+            let existing = load_rows_of(&mut tx, &ids).await?;
+            rows_written += write_rows(&mut tx, comparison.seen(&existing, chunk)).await?;
+        }
+
+        let absent: Vec<(&str, &Option<String>)> = configured
+            .configured()
+            .filter(|(id, _)| !comparison.has_done(id))
+            .collect();
+        for chunk in absent.chunks(ROWS_AT_A_TIME) {
+            let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+            let existing = load_rows_of(&mut tx, &ids).await?;
+            let to_write = comparison.absent(&existing, chunk.iter().copied());
+            rows_written += write_rows(&mut tx, to_write).await?;
+        }
+
+        // The rows of channels neither listed nor configured that may have to change: read by
+        // id first (few, as a rule), then compared.
+        let mut unlisted: Vec<String> = Vec::new();
+        {
+            let mut candidates = sqlx::query_as::<_, (String, bool, bool)>(
+                "SELECT channel_id, configured, missing_since IS NULL AND channel_status IS NOT NULL
+                 FROM channels
+                 WHERE configured OR (missing_since IS NULL AND channel_status IS NOT NULL)",
+            )
+            .fetch(&mut *tx);
+            while let Some((id, was_configured, listed_before)) = candidates.try_next().await? {
+                if comparison.may_be_unlisted(&id, was_configured, listed_before) {
+                    unlisted.push(id);
+                }
+            }
+        }
+        for chunk in unlisted.chunks(ROWS_AT_A_TIME) {
+            let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let existing = load_rows_of(&mut tx, &ids).await?;
+            rows_written += write_rows(&mut tx, comparison.unlisted(existing.values())).await?;
+        }
+
+        let mut summary = comparison.summary;
+        summary.rows_written = rows_written;
+        self.finish_observation(tx, summary, now).await
     }
 
     /// Records what changed in the channel list since it was last stored
     /// ([`Store::observe_channels`] or this): only the rows of the channels named in `changes`
     /// are read and compared, so an observation where little changed costs little however many
-    /// channels there are. `configured` maps the configured channels to their labels; the
+    /// channels there are. `configured` names the configured channels and their labels; the
     /// summary's `channels_seen` is `listed`.
     #[instrument(skip_all, fields(changed = changes.changed.len(), absent = changes.absent.len(), gone = changes.gone.len()))]
     pub async fn observe_channel_changes(
         &self,
         changes: ChannelChanges<'_>,
-        configured: &HashMap<String, Option<String>>,
+        configured: &impl Labels,
         listed: usize,
         now: i64,
     ) -> Result<ObserveSummary, StoreError> {
@@ -365,30 +458,24 @@ impl Store {
             .iter()
             .filter_map(|id| existing.get(*id))
             .collect();
-        let (mut summary, to_write) = compare(
-            &existing,
-            changes.changed,
-            configured,
-            changes.absent,
-            gone,
-            now,
-        );
+        let mut comparison = Comparison::new(configured, now);
+        let mut to_write = comparison.seen(&existing, changes.changed);
+        to_write.extend(comparison.absent(&existing, changes.absent));
+        to_write.extend(comparison.unlisted(gone));
+        let rows_written = write_rows(&mut tx, to_write).await?;
+        let mut summary = comparison.summary;
         summary.channels_seen = listed;
-        self.finish_observation(tx, summary, to_write, now).await
+        summary.rows_written = rows_written;
+        self.finish_observation(tx, summary, now).await
     }
 
-    /// Writes the rows an observation changed and the heartbeat, in the transaction `tx`.
+    /// Writes the heartbeat of an observation whose rows are written, and commits.
     async fn finish_observation(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
         mut summary: ObserveSummary,
-        to_write: Vec<ChannelRow>,
         now: i64,
     ) -> Result<ObserveSummary, StoreError> {
-        for row in &to_write {
-            write_row(&mut tx, row).await?;
-        }
-        summary.rows_written = to_write.len();
         set_state_in(&mut tx, keys::LAST_POLL_AT, &now.to_string(), now).await?;
         set_state_in(
             &mut tx,

@@ -3,6 +3,7 @@
 //! "now" from SQLite's clock.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use lsrecd::livestation::{Channel, Record};
@@ -73,12 +74,13 @@ pub fn record(
     r
 }
 
-pub fn configured() -> Vec<(String, Option<String>)> {
-    vec![
+/// The configured channels, with their labels.
+pub fn configured() -> HashMap<String, Option<String>> {
+    HashMap::from([
         (STUDIO_A.to_string(), Some("studio-a".to_string())),
         (STUDIO_B.to_string(), Some("studio-b".to_string())),
         (AUTO_C.to_string(), Some("auto-c".to_string())),
-    ]
+    ])
 }
 
 /// Builds the sample database at `path` as of `now` and returns the open store.

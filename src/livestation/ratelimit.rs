@@ -3,7 +3,8 @@
 //! Requests are spaced at least `1 / max_rps` apart: each caller reserves the next free slot
 //! under a short lock and then sleeps until it with `tokio::time`, so waiting costs no CPU and
 //! tests can drive it with a paused clock. A `Retry-After` answer pushes the next free slot back
-//! ([`RateLimiter::hold_off`]), so every caller waits, not only the one that was throttled.
+//! ([`RateLimiter::hold_off`]), so every caller waits, not only the one that was throttled: also
+//! a request whose slot was reserved before the answer came and falls within the wait.
 //!
 //! Requests made within [`urgently`] (what a callback hint reads and starts) reserve the next
 //! free slot in the order they arrive; every other request takes a slot only when none is
@@ -38,6 +39,8 @@ pub(crate) struct RateLimiter {
     interval: Duration,
     /// The earliest instant the next request may start; `None` before the first request.
     next_slot: Mutex<Option<Instant>>,
+    /// Until when the server asked for quiet ([`RateLimiter::hold_off`]); `None` if it never did.
+    held_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
@@ -50,13 +53,21 @@ impl RateLimiter {
         Some(RateLimiter {
             interval: Duration::try_from_secs_f64(1.0 / max_rps).ok()?,
             next_slot: Mutex::new(None),
+            held_until: Mutex::new(None),
         })
     }
 
     /// Waits until this request may be sent. The slot is reserved before waiting, so
-    /// concurrent callers are served in the order they arrived.
+    /// concurrent callers are served in the order they arrived; a hold that came meanwhile and
+    /// covers the slot sends the request to the first slot after it.
     pub(crate) async fn acquire(&self) {
-        tokio::time::sleep_until(self.reserve()).await;
+        loop {
+            tokio::time::sleep_until(self.reserve()).await;
+            let held_until = *self.held_until.lock().unwrap_or_else(|e| e.into_inner());
+            if held_until.is_none_or(|until| until <= Instant::now()) {
+                return;
+            }
+        }
     }
 
     /// Waits until this request may be sent without taking a slot ahead of anyone: a
@@ -113,6 +124,8 @@ impl RateLimiter {
         };
         let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
         *next = Some(next.map_or(until, |n| n.max(until)));
+        let mut held = self.held_until.lock().unwrap_or_else(|e| e.into_inner());
+        *held = Some(held.map_or(until, |h| h.max(until)));
     }
 }
 
@@ -240,6 +253,34 @@ mod tests {
             .map(Duration::from_millis)
             .collect();
         assert_eq!(times, expected, "the others keep the rate, after it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_also_holds_back_requests_whose_slot_was_reserved_before_it() {
+        let limiter = Arc::new(RateLimiter::new(10.0).expect("valid rate"));
+        let start = Instant::now();
+        limiter.acquire().await;
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let limiter = Arc::clone(&limiter);
+                tokio::spawn(async move {
+                    limiter.acquire().await;
+                    Instant::now() - start
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        limiter.hold_off(Duration::from_secs(1));
+        let mut times = Vec::new();
+        for t in waiting {
+            times.push(t.await.expect("task completes"));
+        }
+        times.sort();
+        assert_eq!(
+            times,
+            [Duration::from_millis(1_050), Duration::from_millis(1_150)],
+            "reserved for 100 and 200 ms, sent after the hold, a slot apart"
+        );
     }
 
     #[tokio::test(start_paused = true)]

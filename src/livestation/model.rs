@@ -6,6 +6,7 @@
 //! rejected, and `objectStorageUrl: "-"` means "not uploaded" (`None`). A single bad entry in a
 //! list is skipped and reported, never fatal for the whole response.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer};
@@ -356,12 +357,22 @@ fn json(body: &[u8]) -> Result<Value, MalformedBody> {
 
 /// Parses `GET /channels` (one page).
 ///
-/// A well-formed page is read without building a JSON tree of the whole body (the channel
-/// list is most of what lsrecd parses: 10,000 channels every poll): each entry is kept as raw
-/// text and read into a [`Channel`] directly. An entry that does not read that way, or a body
-/// whose shape is unexpected, goes through the tolerant tree-based reading, so both paths skip
-/// and report the same entries.
+/// A well-formed page is read in one pass, without building a JSON tree (the channel list is
+/// most of what lsrecd parses: 10,000 channels every poll). A page with an entry that does not
+/// read as a channel is read again, each entry kept as raw text and read into a [`Channel`] on
+/// its own; an entry that does not read that way either, or a body whose shape is unexpected,
+/// goes through the tolerant tree-based reading, so every path skips and reports the same
+/// entries.
 pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
+    /// The usual page, read in one pass: every entry a channel.
+    #[derive(Deserialize)]
+    struct Whole {
+        #[serde(default)]
+        content: Option<Vec<Channel>>,
+        #[serde(default)]
+        total: Option<Value>,
+    }
+    /// A page with an entry that is not a channel: the entries are read one by one.
     #[derive(Deserialize)]
     struct Shallow<'a> {
         #[serde(borrow, default)]
@@ -369,7 +380,25 @@ pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
         #[serde(default)]
         total: Option<Value>,
     }
-    let Ok(shallow) = serde_json::from_slice::<Shallow<'_>>(body) else {
+    // Checked as UTF-8 once, rather than string by string as `from_slice` does.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return parse_channel_page_tree(body);
+    };
+    if let Ok(whole) = serde_json::from_str::<Whole>(text) {
+        let mut page = ChannelPage {
+            total: whole.total.as_ref().and_then(lenient_u64_value),
+            ..ChannelPage::default()
+        };
+        for (i, c) in whole.content.unwrap_or_default().into_iter().enumerate() {
+            if c.channel_id.is_empty() {
+                page.skipped.push(format!("content[{i}]: empty channelId"));
+            } else {
+                page.channels.push(c);
+            }
+        }
+        return Ok(page);
+    }
+    let Ok(shallow) = serde_json::from_str::<Shallow<'_>>(text) else {
         return parse_channel_page_tree(body);
     };
     let mut page = ChannelPage {
@@ -500,14 +529,17 @@ fn lenient_u64_value(v: &Value) -> Option<u64> {
 fn lenient_i64_value(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(f64_to_i64)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<i64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
-        }
+        Value::String(s) => i64_of_text(s),
         _ => None,
     }
+}
+
+/// A whole number written as text, perhaps as a float.
+fn i64_of_text(s: &str) -> Option<i64> {
+    let s = s.trim();
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
 }
 
 /// A float that stands for a whole number, truncated; `None` when it is not a number or does
@@ -524,48 +556,150 @@ fn f64_to_i64(f: f64) -> Option<i64> {
         .then_some(f as i64)
 }
 
+/// A JSON value read for a lenient field: a string borrowed from the body where it has no
+/// escapes, anything else as a [`Value`] (a number, a boolean or null costs no allocation). The
+/// lenient readers below take one, so reading a channel or a record builds no JSON tree.
+enum Loose<'de> {
+    Text(Cow<'de, str>),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> de::Visitor<'de> for Any {
+            type Value = Loose<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other(Value::from(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other(Value::from(n)))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other(
+                    serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Owned(s)))
+            }
+            fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other(Value::Null))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Loose<'de>, D::Error> {
+                Loose::deserialize(d)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Loose<'de>, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Loose::Other)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Loose<'de>, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Loose::Other)
+            }
+        }
+        d.deserialize_any(Any)
+    }
+}
+
 fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(lenient_i64_value(&Value::deserialize(d)?))
+    Ok(match Loose::deserialize(d)? {
+        Loose::Text(s) => i64_of_text(&s),
+        Loose::Other(v) => lenient_i64_value(&v),
+    })
 }
 
 fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    Ok(match Loose::deserialize(d)? {
+        Loose::Text(s) => s.trim().parse().ok(),
+        Loose::Other(Value::Number(n)) => n.as_f64(),
+        Loose::Other(_) => None,
     })
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Bool(b) => b,
-        Value::String(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "true" | "y" | "yes" | "1"
-        ),
-        Value::Number(n) => n.as_i64() == Some(1),
-        _ => false,
+    Ok(match Loose::deserialize(d)? {
+        Loose::Other(Value::Bool(b)) => b,
+        Loose::Text(s) => {
+            let s = s.trim();
+            ["true", "y", "yes", "1"]
+                .iter()
+                .any(|yes| s.eq_ignore_ascii_case(yes))
+        }
+        Loose::Other(Value::Number(n)) => n.as_i64() == Some(1),
+        Loose::Other(_) => false,
     })
 }
 
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(value_to_text(&Value::deserialize(d)?))
+    Ok(match Loose::deserialize(d)? {
+        Loose::Text(s) => Some(s.into_owned()),
+        Loose::Other(v) => value_to_text(&v),
+    })
 }
 
 fn lenient_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(value_to_text(&Value::deserialize(d)?).unwrap_or_default())
+    Ok(lenient_string(d)?.unwrap_or_default())
 }
 
+/// The `record` settings: read when they are an object, else none.
 fn lenient_record_settings<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<RecordSettings>, D::Error> {
-    let v = Value::deserialize(d)?;
-    if !v.is_object() {
-        return Ok(None);
+    struct Settings;
+    impl<'de> de::Visitor<'de> for Settings {
+        type Value = Option<RecordSettings>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the record settings")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            RecordSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Settings)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
     }
-    RecordSettings::deserialize(v)
-        .map(Some)
-        .map_err(de::Error::custom)
+    d.deserialize_any(Settings)
 }
 
 fn object_storage_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -696,6 +830,76 @@ mod tests {
         let b = &page.channels[1];
         assert_eq!(b.channel_status, ChannelStatus::Unknown(String::new()));
         assert!(!b.is_recording);
+    }
+
+    /// The one-pass reading of a page, the entry-by-entry one and the tree-based one read the
+    /// same channels from every spelling the lenient fields accept.
+    #[test]
+    fn every_reading_of_a_page_finds_the_same_channels() {
+        let entries = [
+            r#"{"channelId":"plain","channelName":"Studio","channelStatus":"READY","isRecording":false,"immediateOnAir":false,"createdTime":1700000000000,"record":{"type":"AUTO_UPLOAD","format":"MP4","bucketName":"b","filePath":"/p","accessControl":"PRIVATE"}}"#,
+            r#"{"channelId":"texts","channelName":"Stu\"dio \u00e9","isRecording":" Yes ","immediateOnAir":"1","createdTime":" 1.7e12 ","record":{"type":"NO_RECORD","format":null}}"#,
+            r#"{"channelId":"numbers","channelName":12.5,"isRecording":1,"immediateOnAir":2,"createdTime":1.5,"record":{"type":3,"format":true}}"#,
+            r#"{"channelId":"odd","channelName":[1,{"a":"b"}],"isRecording":null,"immediateOnAir":{"x":1},"createdTime":"soon","record":"AUTO_UPLOAD"}"#,
+            r#"{"channelId":"odd-record","channelName":{"k":[true,null]},"record":[{"type":"MP4"}],"extra":{"deep":[1,2,{"x":"y"}]}}"#,
+            r#"{"channelId":"null-record","channelName":null,"record":null,"createdTime":null}"#,
+            r#"{"channelId":"twice","record":{"type":"AUTO_UPLOAD","type":"NO_RECORD"}}"#,
+            r#"{"channelId":""}"#,
+            r#"{"channelId":5}"#,
+            r#""not a channel""#,
+        ];
+        let reads = |items: &[&str]| {
+            let body = format!(
+                r#"{{"content":[{}],"total":{}}}"#,
+                items.join(","),
+                items.len()
+            );
+            let fast = parse_channel_page(body.as_bytes()).expect("readable");
+            let tree = parse_channel_page_tree(body.as_bytes()).expect("readable");
+            assert_eq!(fast.channels, tree.channels, "{body}");
+            assert_eq!(fast.total, tree.total);
+            assert_eq!(fast.skipped.len(), tree.skipped.len(), "{:?}", fast.skipped);
+            fast
+        };
+        // Good entries alone (read in one pass), then with the bad ones (read entry by entry).
+        let good = reads(&entries[..6]);
+        assert!(good.skipped.is_empty(), "{:?}", good.skipped);
+        let texts = &good.channels[1];
+        assert_eq!(texts.channel_name.as_deref(), Some("Stu\"dio é"));
+        assert!(texts.is_recording && texts.immediate_on_air);
+        assert_eq!(texts.created_time, Some(1_700_000_000_000));
+        let numbers = &good.channels[2];
+        assert_eq!(numbers.channel_name.as_deref(), Some("12.5"));
+        assert!(numbers.is_recording && !numbers.immediate_on_air);
+        assert_eq!(
+            numbers.record.as_ref().unwrap().upload_type.as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            numbers.record.as_ref().unwrap().format.as_deref(),
+            Some("true")
+        );
+        let odd = &good.channels[3];
+        assert_eq!(odd.channel_name.as_deref(), Some(r#"[1,{"a":"b"}]"#));
+        assert_eq!(
+            (odd.is_recording, odd.created_time, &odd.record),
+            (false, None, &None)
+        );
+        assert_eq!(good.channels[4].record, None);
+
+        let all = reads(&entries);
+        assert_eq!(all.channels.len(), 7);
+        assert_eq!(
+            all.channels[6]
+                .record
+                .as_ref()
+                .unwrap()
+                .upload_type
+                .as_deref(),
+            Some("NO_RECORD"),
+            "a key given twice: the last one, as the tree reads it"
+        );
+        assert_eq!(all.skipped.len(), 3, "{:?}", all.skipped);
     }
 
     #[test]

@@ -134,9 +134,8 @@ pub struct Config {
     /// Every `[[channel]]`, in file order.
     pub channels: Vec<ChannelConfig>,
     /// Positions in `channels`, in the order of their ids: what [`Config::channel_with_id`]
-    /// searches.
-    /// At 10,000 channels it costs 80 kB, where a map from id to channel would cost a copy of
-    /// every id and a table.
+    /// searches. At 10,000 channels it costs 80 kB, where a map from id to channel would cost a
+    /// copy of every id and a table.
     channel_order: Vec<usize>,
     /// Every `[[schedule]]`, in file order.
     pub schedules: Vec<ScheduleConfig>,

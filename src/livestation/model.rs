@@ -390,11 +390,7 @@ pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
             ..ChannelPage::default()
         };
         for (i, c) in whole.content.unwrap_or_default().into_iter().enumerate() {
-            if c.channel_id.is_empty() {
-                page.skipped.push(format!("content[{i}]: empty channelId"));
-            } else {
-                page.channels.push(c);
-            }
+            page.keep(i, Ok::<_, serde_json::Error>(c));
         }
         return Ok(page);
     }
@@ -409,11 +405,7 @@ pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
         let read = serde_json::from_str::<Channel>(item.get()).or_else(|_| {
             serde_json::from_str::<Value>(item.get()).and_then(|v| Channel::deserialize(&v))
         });
-        match read {
-            Ok(c) if !c.channel_id.is_empty() => page.channels.push(c),
-            Ok(_) => page.skipped.push(format!("content[{i}]: empty channelId")),
-            Err(e) => page.skipped.push(format!("content[{i}]: {e}")),
-        }
+        page.keep(i, read);
     }
     Ok(page)
 }
@@ -437,13 +429,20 @@ fn parse_channel_page_tree(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
         ..ChannelPage::default()
     };
     for (i, item) in content.iter().enumerate() {
-        match Channel::deserialize(item) {
-            Ok(c) if !c.channel_id.is_empty() => page.channels.push(c),
-            Ok(_) => page.skipped.push(format!("content[{i}]: empty channelId")),
-            Err(e) => page.skipped.push(format!("content[{i}]: {e}")),
-        }
+        page.keep(i, Channel::deserialize(item));
     }
     Ok(page)
+}
+
+impl ChannelPage {
+    /// Keeps entry `i` of the page if it read as a channel with an id; else notes why not.
+    fn keep(&mut self, i: usize, read: Result<Channel, impl fmt::Display>) {
+        match read {
+            Ok(c) if !c.channel_id.is_empty() => self.channels.push(c),
+            Ok(_) => self.skipped.push(format!("content[{i}]: empty channelId")),
+            Err(e) => self.skipped.push(format!("content[{i}]: {e}")),
+        }
+    }
 }
 
 /// Parses `GET /channels/{id}`: `{"content":{...channel...}}`.
@@ -558,7 +557,8 @@ fn f64_to_i64(f: f64) -> Option<i64> {
 
 /// A JSON value read for a lenient field: a string borrowed from the body where it has no
 /// escapes, anything else as a [`Value`] (a number, a boolean or null costs no allocation). The
-/// lenient readers below take one, so reading a channel or a record builds no JSON tree.
+/// lenient readers below take one, so a lenient field costs no JSON tree of its own, and a
+/// channel page is read without any.
 enum Loose<'de> {
     Text(Cow<'de, str>),
     Other(Value),

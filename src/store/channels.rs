@@ -205,12 +205,10 @@ impl<'a, L: Labels> Comparison<'a, L> {
         to_write
     }
 
-    /// Whether a row of a channel that is neither listed nor configured may have to change:
-    /// one still marked configured, or one not yet marked missing.
-    fn may_be_unlisted(&self, channel_id: &str, configured: bool, listed_before: bool) -> bool {
-        !self.has_done(channel_id)
-            && self.labels.label(channel_id).is_none()
-            && (configured || listed_before)
+    /// Whether a channel is neither compared yet nor configured: its row, if it has one, may
+    /// have to change ([`Comparison::unlisted`]).
+    fn is_unlisted(&self, channel_id: &str) -> bool {
+        !self.has_done(channel_id) && self.labels.label(channel_id).is_none()
     }
 
     /// Rows of channels that may be neither listed nor configured: the rows to write.
@@ -218,8 +216,8 @@ impl<'a, L: Labels> Comparison<'a, L> {
         let mut to_write = Vec::new();
         for before in unlisted {
             let listed_before = before.missing_since.is_none() && before.channel_status.is_some();
-            if !self.may_be_unlisted(&before.channel_id, before.configured, listed_before) {
-                continue;
+            if !self.is_unlisted(&before.channel_id) || !(before.configured || listed_before) {
+                continue; // listed, configured, or already marked as neither
             }
             // Neither returned nor configured: a channel deleted from the account, or one
             // removed from the configuration that the API no longer lists.
@@ -407,18 +405,18 @@ impl Store {
             rows_written += write_rows(&mut tx, to_write).await?;
         }
 
-        // The rows of channels neither listed nor configured that may have to change: read by
-        // id first (few, as a rule), then compared.
+        // The rows of channels neither listed nor configured that may have to change (the
+        // query leaves out those `Comparison::unlisted` would pass over anyway): their ids
+        // first (few, as a rule), then the rows.
         let mut unlisted: Vec<String> = Vec::new();
         {
-            let mut candidates = sqlx::query_as::<_, (String, bool, bool)>(
-                "SELECT channel_id, configured, missing_since IS NULL AND channel_status IS NOT NULL
-                 FROM channels
+            let mut candidates = sqlx::query_scalar::<_, String>(
+                "SELECT channel_id FROM channels
                  WHERE configured OR (missing_since IS NULL AND channel_status IS NOT NULL)",
             )
             .fetch(&mut *tx);
-            while let Some((id, was_configured, listed_before)) = candidates.try_next().await? {
-                if comparison.may_be_unlisted(&id, was_configured, listed_before) {
+            while let Some(id) = candidates.try_next().await? {
+                if comparison.is_unlisted(&id) {
                     unlisted.push(id);
                 }
             }

@@ -198,13 +198,10 @@ fn the_channel_list_page_is_read_with_every_channel_and_the_total() {
     let page = parse_channel_page(fixture("listChannels-response.json").as_bytes()).unwrap();
     assert_eq!(page.total, Some(2));
     assert!(page.skipped.is_empty(), "{:?}", page.skipped);
-    let ids: Vec<&str> = page
-        .channels
-        .iter()
-        .map(|c| c.channel_id.as_str())
-        .collect();
+    let channels = page.to_channels();
+    let ids: Vec<&str> = channels.iter().map(|c| c.channel_id.as_str()).collect();
     assert_eq!(ids, ["ls-20250814120000-PZohi", "ls-20250814120500-Xk2Qa"]);
-    let (a, b) = (&page.channels[0], &page.channels[1]);
+    let (a, b) = (&channels[0], &channels[1]);
     assert_eq!(a.channel_status, ChannelStatus::Publishing);
     assert!(a.is_recording && !a.immediate_on_air);
     assert_eq!(b.channel_status, ChannelStatus::Ready);

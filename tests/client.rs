@@ -152,12 +152,7 @@ async fn listing_250_channels_reads_three_pages_and_returns_every_channel_once_i
 
     let reply = client.list_channels().await.expect("listing succeeds");
 
-    let listed: Vec<&str> = reply
-        .value
-        .channels
-        .iter()
-        .map(|c| c.channel_id.as_str())
-        .collect();
+    let listed: Vec<&str> = reply.value.channels().map(|c| c.channel_id).collect();
     assert_eq!(listed, ids);
     assert_eq!(reply.value.total, Some(250));
     assert!(reply.value.skipped.is_empty(), "{:?}", reply.value.skipped);
@@ -190,27 +185,22 @@ async fn one_channel_page_holds_its_slice_of_the_list_and_the_total() {
     let client = kr_client(&emu);
 
     let last = client.list_channels_page(3, 100).await.expect("page 3");
-    let last_ids: Vec<&str> = last
-        .value
-        .channels
-        .iter()
-        .map(|c| c.channel_id.as_str())
-        .collect();
+    let last_ids: Vec<&str> = last.value.channels().map(|c| c.channel_id).collect();
     assert_eq!(last_ids, ids[200..]);
     assert_eq!(last.value.total, Some(250));
 
     let small = client.list_channels_page(2, 20).await.expect("page 2");
-    assert_eq!(small.value.channels.len(), 20);
-    assert_eq!(small.value.channels[0].channel_id, ids[20]);
+    assert_eq!(small.value.len(), 20);
+    assert_eq!(small.value.to_channels()[0].channel_id, ids[20]);
 
     let first = client.list_channels_page(1, 1).await.expect("page 1");
     assert_eq!(
-        first.value.channels[0].channel_status,
+        first.value.to_channels()[0].channel_status,
         ChannelStatus::Publishing
     );
 
     let beyond = client.list_channels_page(4, 100).await.expect("page 4");
-    assert!(beyond.value.channels.is_empty());
+    assert!(beyond.value.is_empty());
     assert_eq!(beyond.value.total, Some(250));
     assert_eq!(ctl.counters().calls_of(Operation::ListChannels), 4);
     emu.shutdown().await;
@@ -461,7 +451,7 @@ async fn an_fkr_client_sends_every_call_under_the_fin_prefix_with_region_code_fk
     let client = client_for(config(&proxy.base_url(), Region::Fkr));
 
     let channels = client.list_channels().await.expect("channel list");
-    assert_eq!(channels.value.channels.len(), 4);
+    assert_eq!(channels.value.len(), 4);
     let channel = client.get_channel("f1").await.expect("channel info");
     assert_eq!(channel.value.channel_status, ChannelStatus::Publishing);
     let started = client.start_record("f1").await.expect("recording starts");

@@ -116,7 +116,7 @@ fn read(file: &Path) -> Vec<u8> {
 fn every_channel_page_body_parses_as_expected() {
     run_all(corpus("api/channel-page", "json"), |file, want| {
         let outcome = model::parse_channel_page(&read(file)).map(|page| {
-            let ids = page.channels.iter().map(|c| c.channel_id.clone());
+            let ids = page.channels().map(|c| c.channel_id.to_owned());
             let total = page.total.map_or("none".to_string(), |t| t.to_string());
             format!(
                 "{} total={total}",

@@ -245,8 +245,8 @@ async fn two_hundred_fifty_channels_come_in_three_stable_pages() {
         assert_eq!(r.status, 200);
         let p = model::parse_channel_page(r.text.as_bytes()).unwrap();
         assert_eq!(p.total, Some(250));
-        assert_eq!(p.channels.len(), expected, "page {page}");
-        seen.extend(p.channels.into_iter().map(|c| c.channel_id));
+        assert_eq!(p.len(), expected, "page {page}");
+        seen.extend(p.channels().map(|c| c.channel_id.to_owned()));
     }
     assert_eq!(seen, ids);
 

@@ -306,6 +306,13 @@ impl Actions {
             .collect()
     }
 
+    /// Forgets the slots with neither a job nor a block, which say nothing more than no slot
+    /// (so that at rest, [`Actions::busy`] asks an empty map).
+    pub(crate) fn forget_idle(&mut self) {
+        self.slots
+            .retain(|_, s| s.job.is_some() || s.blocked.is_some());
+    }
+
     /// Whether the channel has a job or a block: a step must see it even when nothing is
     /// wanted (to end the job's story).
     pub(crate) fn busy(&self, channel_id: &str) -> bool {
@@ -781,7 +788,7 @@ impl Actions {
                     ctx.store.observe_channel(&ch, now).await?;
                     let go =
                         ch.channel_status.is_live() && !ch.is_recording && !ch.immediate_on_air;
-                    view.apply(ch, as_of, now);
+                    view.apply(ch.borrowed(), as_of, now);
                     job.reads_failed = 0;
                     self.slot(id).job = Some(job);
                     if !go {
@@ -1531,7 +1538,7 @@ mod tests {
         async fn observe(&mut self, now: i64) -> Option<Applied> {
             self.api.set_time(now);
             let ch = self.api.channel(CH).expect("the channel exists");
-            self.view.apply(ch, now - self.listing_age, now);
+            self.view.apply(ch.borrowed(), now - self.listing_age, now);
             let clock = TickClock::new(now);
             let ctx = Ctx {
                 api: &self.api,

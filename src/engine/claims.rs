@@ -111,11 +111,16 @@ impl Claims {
             if focus.is_some_and(|f| f != cc.id) || only.is_some_and(|o| !o.contains(&cc.id)) {
                 continue;
             }
-            let seen = view.get(&cc.id);
-            let mut channel_claims = claims.remove(&cc.id).unwrap_or_default();
+            // At rest, thousands of channels without a claim: nothing below reads an entry
+            // of a map for them (an empty map, the live set of the view, is not hashed into).
+            let mut channel_claims = if claims.is_empty() {
+                Vec::new()
+            } else {
+                claims.remove(&cc.id).unwrap_or_default()
+            };
             if cc.record_when_live
-                && let Some(seen) = seen
-                && seen.channel.channel_status.is_live()
+                && view.is_live(&cc.id)
+                && let Some(seen) = view.get(&cc.id)
             {
                 channel_claims.push(Claim {
                     source: ClaimSource::Live,
@@ -137,7 +142,7 @@ impl Claims {
             }
             states.push(ChannelState {
                 channel_id: cc.id.clone(),
-                observed: seen.map(|s| s.observed()),
+                observed: view.get(&cc.id).map(|s| s.observed()),
                 owned,
                 claims: channel_claims,
                 max_duration_ms: cc.max_duration.map(|d| d.as_millis() as i64),

@@ -61,7 +61,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
-use crate::livestation::{ApiError, Client, Listing, LiveStation, urgently};
+use crate::livestation::{ApiError, Client, ListingProgress, LiveStation, urgently};
 use crate::store::{ChannelChanges, EventKind, Store};
 
 use self::actions::{Actions, Applied, Landing};
@@ -302,7 +302,7 @@ impl<A: LiveStation> Engine<A> {
             .config
             .channels
             .iter()
-            .filter(|c| self.view.get(&c.id).is_some_and(|s| s.channel.is_recording))
+            .filter(|c| self.view.is_recording(&c.id))
             .map(|c| c.id.clone())
             // A one-shot `lsrecd start|stop` reads its own channel's records too.
             .chain(self.focus.clone())
@@ -683,7 +683,8 @@ impl<A: LiveStation> Engine<A> {
         now: i64,
         acting: bool,
     ) -> Result<bool, EngineError> {
-        let mut listing = Listing::default();
+        let mut listing = ListingProgress::default();
+        self.view.begin_listing();
         let mut settled: HashSet<String> = HashSet::new();
         let mut page_no = 1;
         loop {
@@ -705,24 +706,29 @@ impl<A: LiveStation> Engine<A> {
                     return Ok(false);
                 }
             };
-            let (fresh, complete) = listing.take(page_no, page);
             let mut moved = HashSet::new();
-            for ch in fresh {
-                let recording = ch.is_recording;
-                let id = ch.channel_id.clone();
-                let change = self.view.apply(ch, as_of, now);
-                if change == Change::Changed || (change == Change::New && recording) {
-                    self.follower.mark(&id);
+            let mut fresh = 0;
+            for ch in page.channels() {
+                let Some(change) = self.view.apply_listed(ch, as_of, now) else {
+                    continue;
+                };
+                fresh += 1;
+                if change == Change::Changed || (change == Change::New && ch.is_recording) {
+                    self.follower.mark(ch.channel_id);
                 }
-                if change != Change::Same && self.config.channel_with_id(&id).is_some() {
-                    moved.insert(id);
+                if change != Change::Same && self.config.channel_with_id(ch.channel_id).is_some() {
+                    moved.insert(ch.channel_id.to_owned());
                 }
             }
+            for skipped in &page.skipped {
+                tracing::warn!(page_no, entry = %skipped, "channel entry could not be read; skipped");
+            }
+            let complete = listing.count(page_no, &page, fresh);
             let on_page: Vec<String> = self
                 .actions
                 .watched()
                 .into_iter()
-                .filter(|id| listing.lists(id) && !settled.contains(id))
+                .filter(|id| self.view.listed(id) && !settled.contains(id))
                 .collect();
             for id in on_page {
                 self.settle(clock, report, &id, now).await?;
@@ -747,10 +753,7 @@ impl<A: LiveStation> Engine<A> {
                 .await?;
         }
         self.notes.api_answered();
-        for skipped in listing.skipped() {
-            tracing::warn!(entry = %skipped, "channel entry could not be read; skipped");
-        }
-        self.view.retain(|id| listing.lists(id));
+        self.view.retain_listed();
         self.serve_waiting_hints(clock).await?;
         self.store_channels(now).await?;
         if let Some(m) = self.notes.metrics() {
@@ -1050,7 +1053,7 @@ impl<A: LiveStation> Engine<A> {
                 Ok(reply) => {
                     self.notes.api_answered();
                     observed.push(reply.value.clone());
-                    self.view.apply(reply.value, as_of, now);
+                    self.view.apply(reply.value.borrowed(), as_of, now);
                     self.settle(clock, report, &id, now).await?;
                     read.insert(id);
                 }
@@ -1097,7 +1100,7 @@ impl<A: LiveStation> Engine<A> {
                 Ok(reply) => {
                     self.notes.api_answered();
                     self.store.observe_channel(&reply.value, now).await?;
-                    self.view.apply(reply.value, as_of, now);
+                    self.view.apply(reply.value.borrowed(), as_of, now);
                     if let Some(applied) = self
                         .actions
                         .observed(&ctx, &mut self.view, &id, now)
@@ -1374,6 +1377,7 @@ impl<A: LiveStation> Engine<A> {
         only: Option<&HashSet<String>>,
         serve: Serve,
     ) -> Result<(), EngineError> {
+        self.actions.forget_idle();
         let states = self
             .claims
             .derive(

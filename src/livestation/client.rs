@@ -401,7 +401,7 @@ impl Client {
             if page_no == MAX_CHANNEL_PAGES {
                 tracing::warn!(
                     pages = page_no,
-                    channels = listing.page.channels.len(),
+                    channels = listing.page.len(),
                     "stopped listing channels after {MAX_CHANNEL_PAGES} pages"
                 );
                 break;
@@ -810,76 +810,72 @@ impl<'a> Call<'a> {
     }
 }
 
-/// Collects the pages of a channel listing and decides when it is complete: used by
-/// [`Client::list_channels`], and by the engine, which reads page by page.
+/// Collects the pages of a channel listing: used by [`Client::list_channels`]. Channels are
+/// deduplicated by id; [`ListingProgress`] decides when the listing is complete.
 #[derive(Default)]
 pub struct Listing {
     page: ChannelPage,
     ids: HashSet<String>,
-    /// Entries seen on all pages, read or skipped, duplicates included.
-    entries: u64,
+    progress: ListingProgress,
 }
 
 impl Listing {
-    /// The distinct channels listed so far, in listing order.
-    pub fn channels(&self) -> &[Channel] {
-        &self.page.channels
-    }
-
-    /// The whole listing: distinct channels, the last page's `total`, skipped entries.
+    /// The whole listing: distinct channels, the last page's `total`, skipped entries (each
+    /// prefixed with its page).
     pub fn into_page(self) -> ChannelPage {
         self.page
     }
 
     /// Adds page `page_no`; returns whether the listing is complete.
     pub fn add(&mut self, page_no: u32, page: ChannelPage) -> bool {
-        let (new, complete) = self.take(page_no, page);
-        self.page.channels.extend(new);
-        complete
-    }
-
-    /// Counts page `page_no` in without keeping its channels: returns those not listed on an
-    /// earlier page, in order, and whether the listing is complete. For a reader that keeps
-    /// the channels elsewhere (the engine's view) and must not hold the whole listing twice.
-    pub fn take(&mut self, page_no: u32, page: ChannelPage) -> (Vec<Channel>, bool) {
-        let entries = (page.channels.len() + page.skipped.len()) as u64;
-        self.entries += entries;
+        let mut new = 0;
+        for c in page.channels() {
+            if !self.ids.contains(c.channel_id) {
+                self.ids.insert(c.channel_id.to_owned());
+                self.page.push(c);
+                new += 1;
+            }
+        }
         self.page.total = page.total;
-        let had_channels = !page.channels.is_empty();
-        let new: Vec<Channel> = page
-            .channels
-            .into_iter()
-            .filter(|c| self.ids.insert(c.channel_id.clone()))
-            .collect();
         self.page.skipped.extend(
             page.skipped
-                .into_iter()
+                .iter()
                 .map(|reason| format!("page {page_no}: {reason}")),
         );
-        if had_channels && new.is_empty() {
+        self.progress.count(page_no, &page, new)
+    }
+}
+
+/// Counts the pages of a channel listing in and decides when it is complete: for
+/// [`Listing`], and for the engine, which reads page by page and keeps the channels in its own
+/// view (it tells which channels are listed for the first time).
+#[derive(Default)]
+pub struct ListingProgress {
+    /// Entries seen on all pages, read or skipped, duplicates included.
+    entries: u64,
+}
+
+impl ListingProgress {
+    /// Counts page `page_no` in, `new` of whose channels were not listed on an earlier page;
+    /// returns whether the listing is complete: a page came back empty, or as many entries as
+    /// `total` have been seen (without `total`, a page came back short), or a page only
+    /// repeated channels already listed (a server that ignores `pageNo`).
+    pub fn count(&mut self, page_no: u32, page: &ChannelPage, new: usize) -> bool {
+        let entries = (page.len() + page.skipped.len()) as u64;
+        self.entries += entries;
+        if !page.is_empty() && new == 0 {
             tracing::warn!(
                 page_no,
                 total = page.total,
                 "channel page {page_no} repeats channels already listed; stopping the listing"
             );
-            return (new, true);
+            return true;
         }
-        let complete = entries == 0
+        entries == 0
             || match page.total {
                 Some(total) => self.entries >= total,
                 None => entries < u64::from(CHANNEL_PAGE_SIZE),
-            };
-        (new, complete)
-    }
-
-    /// Whether a channel was listed on a page taken so far.
-    pub fn lists(&self, channel_id: &str) -> bool {
-        self.ids.contains(channel_id)
-    }
-
-    /// Entries that could not be read, on every page so far.
-    pub fn skipped(&self) -> &[String] {
-        &self.page.skipped
+            }
     }
 }
 
@@ -1052,7 +1048,8 @@ async fn read_capped(
     if response.content_length().is_some_and(|n| n > cap as u64) {
         return Ok((Vec::new(), true));
     }
-    let mut body = Vec::new();
+    // Sized once when the length is known: a page of channels is some 70 kB.
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response.chunk().await? {
         let room = cap - body.len();
         if chunk.len() > room {
@@ -1354,7 +1351,7 @@ mod tests {
         let ch = "ls-20250814000000-PZohi";
 
         let page = client.list_channels_page(2, 50).await.expect("page");
-        assert_eq!(page.value.channels[0].channel_id, "ls-a");
+        assert_eq!(page.value.to_channels()[0].channel_id, "ls-a");
         client.get_channel(ch).await.expect("channel");
         let started = client.start_record(ch).await.expect("start");
         assert_eq!(started.value.records.len(), 2);
@@ -1475,14 +1472,13 @@ mod tests {
     }
 
     fn page(ids: &[&str], skipped: usize, total: Option<u64>) -> ChannelPage {
-        ChannelPage {
-            channels: ids
-                .iter()
-                .map(|id| serde_json::from_value(channel_json(id)).expect("channel"))
-                .collect(),
-            total,
-            skipped: (0..skipped).map(|i| format!("content[{i}]: bad")).collect(),
-        }
+        let channels: Vec<Channel> = ids
+            .iter()
+            .map(|id| serde_json::from_value(channel_json(id)).expect("channel"))
+            .collect();
+        let mut page = ChannelPage::from_channels(&channels, total);
+        page.skipped = (0..skipped).map(|i| format!("content[{i}]: bad")).collect();
+        page
     }
 
     #[test]
@@ -1493,12 +1489,7 @@ mod tests {
             listing.add(2, page(&["b", "c"], 1, Some(5))),
             "5 entries seen"
         );
-        let ids: Vec<_> = listing
-            .page
-            .channels
-            .iter()
-            .map(|c| c.channel_id.as_str())
-            .collect();
+        let ids: Vec<_> = listing.page.channels().map(|c| c.channel_id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(listing.page.skipped, ["page 2: content[0]: bad"]);
     }
@@ -1508,7 +1499,7 @@ mod tests {
         let mut listing = Listing::default();
         assert!(!listing.add(1, page(&["a"], 0, Some(10))));
         assert!(listing.add(2, page(&[], 0, Some(10))));
-        assert_eq!(listing.page.channels.len(), 1);
+        assert_eq!(listing.page.len(), 1);
     }
 
     #[test]
@@ -1528,7 +1519,7 @@ mod tests {
             listing.add(2, page(&["a", "b"], 0, Some(1000))),
             "server ignores pageNo"
         );
-        assert_eq!(listing.page.channels.len(), 2);
+        assert_eq!(listing.page.len(), 2);
     }
 
     // ---- error classes over the wire ----------------------------------------------------

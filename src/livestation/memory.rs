@@ -378,17 +378,10 @@ impl LiveStation for MemoryLiveStation {
     ) -> Result<Reply<ChannelPage>, ApiError> {
         self.read(Operation::ListChannels, |s| {
             let skip = (page_no.max(1) as usize - 1) * page_size as usize;
-            Ok(ChannelPage {
-                channels: s
-                    .channels
-                    .values()
-                    .skip(skip)
-                    .take(page_size as usize)
-                    .cloned()
-                    .collect(),
-                total: Some(s.channels.len() as u64),
-                skipped: Vec::new(),
-            })
+            Ok(ChannelPage::from_channels(
+                s.channels.values().skip(skip).take(page_size as usize),
+                Some(s.channels.len() as u64),
+            ))
         })
     }
 

@@ -19,10 +19,10 @@ mod skew;
 
 pub use api::LiveStation;
 pub use client::{
-    ApiStats, Client, ClientBuildError, ClientConfig, Credentials, Listing, Operation, Permit,
-    Region, Reply, ReplyMeta, Sent,
+    ApiStats, Client, ClientBuildError, ClientConfig, Credentials, Listing, ListingProgress,
+    Operation, Permit, Region, Reply, ReplyMeta, Sent,
 };
 pub use error::ApiError;
-pub use model::{Channel, ChannelPage, ChannelStatus, Record, RecordSet, RecordStatus};
+pub use model::{Channel, ChannelPage, ChannelRef, ChannelStatus, Record, RecordSet, RecordStatus};
 pub use ratelimit::urgently;
 pub use skew::WARN_THRESHOLD as SKEW_WARN_THRESHOLD;

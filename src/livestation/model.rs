@@ -55,11 +55,10 @@ macro_rules! wire_enum {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let v = Value::deserialize(d)?;
-                Ok(match v {
-                    Value::String(s) => Self::parse(&s),
-                    Value::Null => Self::Unknown(String::new()),
-                    other => Self::Unknown(other.to_string()),
+                Ok(match Loose::deserialize(d)? {
+                    Loose::Text(s) => Self::parse(&s),
+                    Loose::Other(Value::Null) => Self::Unknown(String::new()),
+                    Loose::Other(other) => Self::Unknown(other.to_string()),
                 })
             }
         }
@@ -119,64 +118,172 @@ impl RecordStatus {
 }
 
 /// The `record` settings object of a channel.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordSettings {
     /// `NO_RECORD`, `AUTO_UPLOAD` or `MANUAL_UPLOAD`.
-    #[serde(rename = "type", default, deserialize_with = "lenient_string")]
+    #[serde(rename = "type")]
     pub upload_type: Option<String>,
     /// `MP4`, `HLS` or `ALL`.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub format: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient_string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_name: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient_string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file_path: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient_string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_control: Option<String>,
 }
 
-/// One channel, as returned by the channel list and channel info calls.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One channel, as returned by the channel list and channel info calls. It is read through
+/// [`RawChannel`], the one definition of how a channel's fields are read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Channel {
     pub channel_id: String,
-    #[serde(
-        default,
-        deserialize_with = "lenient_string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_name: Option<String>,
-    #[serde(default = "unknown_channel_status")]
     pub channel_status: ChannelStatus,
-    #[serde(default, deserialize_with = "lenient_bool")]
     pub is_recording: bool,
-    #[serde(default, deserialize_with = "lenient_bool")]
     pub immediate_on_air: bool,
-    #[serde(
-        default,
-        deserialize_with = "lenient_record_settings",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordSettings>,
-    #[serde(
-        default,
-        deserialize_with = "lenient_i64",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_time: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawChannel::deserialize(d).map(|raw| raw.borrowed().to_channel())
+    }
+}
+
+impl Channel {
+    /// The channel's fields, borrowed.
+    pub fn borrowed(&self) -> ChannelRef<'_> {
+        ChannelRef {
+            channel_id: &self.channel_id,
+            channel_name: self.channel_name.as_deref(),
+            channel_status: &self.channel_status,
+            is_recording: self.is_recording,
+            immediate_on_air: self.immediate_on_air,
+            record: self.record.as_ref().map(|r| RecordSettingsRef {
+                upload_type: r.upload_type.as_deref(),
+                format: r.format.as_deref(),
+                bucket_name: r.bucket_name.as_deref(),
+                file_path: r.file_path.as_deref(),
+                access_control: r.access_control.as_deref(),
+            }),
+            created_time: self.created_time,
+        }
+    }
+}
+
+/// A channel whose text is borrowed: from a [`ChannelPage`], or from a [`Channel`]. Comparing
+/// one with the channel last seen costs no allocation; [`ChannelRef::to_channel`] makes a
+/// channel of it when it is to be kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelRef<'a> {
+    pub channel_id: &'a str,
+    pub channel_name: Option<&'a str>,
+    pub channel_status: &'a ChannelStatus,
+    pub is_recording: bool,
+    pub immediate_on_air: bool,
+    pub record: Option<RecordSettingsRef<'a>>,
+    pub created_time: Option<i64>,
+}
+
+/// [`RecordSettings`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecordSettingsRef<'a> {
+    pub upload_type: Option<&'a str>,
+    pub format: Option<&'a str>,
+    pub bucket_name: Option<&'a str>,
+    pub file_path: Option<&'a str>,
+    pub access_control: Option<&'a str>,
+}
+
+impl ChannelRef<'_> {
+    /// The channel, owned.
+    pub fn to_channel(self) -> Channel {
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        Channel {
+            channel_id: self.channel_id.to_owned(),
+            channel_name: text(self.channel_name),
+            channel_status: self.channel_status.clone(),
+            is_recording: self.is_recording,
+            immediate_on_air: self.immediate_on_air,
+            record: self.record.map(|r| RecordSettings {
+                upload_type: text(r.upload_type),
+                format: text(r.format),
+                bucket_name: text(r.bucket_name),
+                file_path: text(r.file_path),
+                access_control: text(r.access_control),
+            }),
+            created_time: self.created_time,
+        }
+    }
+}
+
+impl PartialEq<ChannelRef<'_>> for Channel {
+    fn eq(&self, other: &ChannelRef<'_>) -> bool {
+        self.borrowed() == *other
+    }
+}
+
+/// How a channel is read, tolerantly, its text borrowed from the body where it has no escapes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawChannel<'a> {
+    #[serde(borrow)]
+    channel_id: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "lenient_text")]
+    channel_name: Option<Cow<'a, str>>,
+    #[serde(default = "unknown_channel_status")]
+    channel_status: ChannelStatus,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    is_recording: bool,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    immediate_on_air: bool,
+    #[serde(borrow, default, deserialize_with = "lenient_record_settings")]
+    record: Option<RawRecordSettings<'a>>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    created_time: Option<i64>,
+}
+
+/// How the record settings are read: as [`RecordSettings`] reads them, borrowed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRecordSettings<'a> {
+    #[serde(rename = "type", borrow, default, deserialize_with = "lenient_text")]
+    upload_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_text")]
+    format: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_text")]
+    bucket_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_text")]
+    file_path: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "lenient_text")]
+    access_control: Option<Cow<'a, str>>,
+}
+
+impl RawChannel<'_> {
+    fn borrowed(&self) -> ChannelRef<'_> {
+        ChannelRef {
+            channel_id: &self.channel_id,
+            channel_name: self.channel_name.as_deref(),
+            channel_status: &self.channel_status,
+            is_recording: self.is_recording,
+            immediate_on_air: self.immediate_on_air,
+            record: self.record.as_ref().map(|r| RecordSettingsRef {
+                upload_type: r.upload_type.as_deref(),
+                format: r.format.as_deref(),
+                bucket_name: r.bucket_name.as_deref(),
+                file_path: r.file_path.as_deref(),
+                access_control: r.access_control.as_deref(),
+            }),
+            created_time: self.created_time,
+        }
+    }
 }
 
 fn unknown_channel_status() -> ChannelStatus {
@@ -288,13 +395,144 @@ fn unknown_record_status() -> RecordStatus {
 }
 
 /// A page of the channel list: `{"content":[...],"total":N}`.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// The channels' text is kept in one buffer, so that a page of a hundred channels costs a few
+/// allocations rather than several per channel; [`ChannelPage::channels`] lends them out as
+/// [`ChannelRef`]s. A listing of 10,000 channels is read every poll, and almost all of it is
+/// what the engine already holds.
+#[derive(Clone, Default)]
 pub struct ChannelPage {
-    pub channels: Vec<Channel>,
+    text: String,
+    entries: Vec<Entry>,
     /// `total` as the API gave it: the number of all matching channels.
     pub total: Option<u64>,
     /// Entries that could not be read, with the reason; the rest of the page is kept.
     pub skipped: Vec<String>,
+}
+
+/// Where a piece of text is in [`ChannelPage::text`].
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// A channel of a [`ChannelPage`], its text as spans of the page's buffer.
+#[derive(Clone, Debug)]
+struct Entry {
+    channel_id: Span,
+    channel_name: Option<Span>,
+    channel_status: ChannelStatus,
+    is_recording: bool,
+    immediate_on_air: bool,
+    /// `type`, `format`, `bucketName`, `filePath`, `accessControl`.
+    record: Option<[Option<Span>; 5]>,
+    created_time: Option<i64>,
+}
+
+impl ChannelPage {
+    /// A page of these channels.
+    pub fn from_channels<'a>(
+        channels: impl IntoIterator<Item = &'a Channel>,
+        total: Option<u64>,
+    ) -> ChannelPage {
+        let mut page = ChannelPage {
+            total,
+            ..ChannelPage::default()
+        };
+        for c in channels {
+            page.push(c.borrowed());
+        }
+        page
+    }
+
+    /// Adds a channel at the end of the page.
+    pub fn push(&mut self, c: ChannelRef<'_>) {
+        let mut put = |s: &str| {
+            let start = self.text.len();
+            self.text.push_str(s);
+            Span {
+                start,
+                end: self.text.len(),
+            }
+        };
+        let channel_id = put(c.channel_id);
+        let channel_name = c.channel_name.map(&mut put);
+        let record = c.record.map(|r| {
+            [
+                r.upload_type,
+                r.format,
+                r.bucket_name,
+                r.file_path,
+                r.access_control,
+            ]
+            .map(|s| s.map(&mut put))
+        });
+        self.entries.push(Entry {
+            channel_id,
+            channel_name,
+            channel_status: c.channel_status.clone(),
+            is_recording: c.is_recording,
+            immediate_on_air: c.immediate_on_air,
+            record,
+            created_time: c.created_time,
+        });
+    }
+
+    /// The channels, in the order of the page.
+    pub fn channels(&self) -> impl ExactSizeIterator<Item = ChannelRef<'_>> + '_ {
+        let text = |s: Span| &self.text[s.start..s.end];
+        self.entries.iter().map(move |e| ChannelRef {
+            channel_id: text(e.channel_id),
+            channel_name: e.channel_name.map(text),
+            channel_status: &e.channel_status,
+            is_recording: e.is_recording,
+            immediate_on_air: e.immediate_on_air,
+            record: e.record.map(
+                |[upload_type, format, bucket_name, file_path, access_control]| RecordSettingsRef {
+                    upload_type: upload_type.map(text),
+                    format: format.map(text),
+                    bucket_name: bucket_name.map(text),
+                    file_path: file_path.map(text),
+                    access_control: access_control.map(text),
+                },
+            ),
+            created_time: e.created_time,
+        })
+    }
+
+    /// The channels, owned.
+    pub fn to_channels(&self) -> Vec<Channel> {
+        self.channels().map(ChannelRef::to_channel).collect()
+    }
+
+    /// How many channels the page holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the page holds no channel (it may still have skipped entries).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl PartialEq for ChannelPage {
+    fn eq(&self, other: &ChannelPage) -> bool {
+        self.channels().eq(other.channels())
+            && self.total == other.total
+            && self.skipped == other.skipped
+    }
+}
+
+impl fmt::Debug for ChannelPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelPage")
+            .field("channels", &self.channels().collect::<Vec<_>>())
+            .field("total", &self.total)
+            .field("skipped", &self.skipped)
+            .finish()
+    }
 }
 
 /// Records from any record-bearing response, ordered by record id.
@@ -366,9 +604,9 @@ fn json(body: &[u8]) -> Result<Value, MalformedBody> {
 pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
     /// The usual page, read in one pass: every entry a channel.
     #[derive(Deserialize)]
-    struct Whole {
-        #[serde(default)]
-        content: Option<Vec<Channel>>,
+    struct Whole<'a> {
+        #[serde(borrow, default)]
+        content: Option<Vec<RawChannel<'a>>>,
         #[serde(default)]
         total: Option<Value>,
     }
@@ -384,12 +622,16 @@ pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
     let Ok(text) = std::str::from_utf8(body) else {
         return parse_channel_page_tree(body);
     };
-    if let Ok(whole) = serde_json::from_str::<Whole>(text) {
+    if let Ok(whole) = serde_json::from_str::<Whole<'_>>(text) {
         let mut page = ChannelPage {
             total: whole.total.as_ref().and_then(lenient_u64_value),
+            // The channels' text is a part of the body's.
+            text: String::with_capacity(text.len() / 4),
             ..ChannelPage::default()
         };
-        for (i, c) in whole.content.unwrap_or_default().into_iter().enumerate() {
+        let content = whole.content.unwrap_or_default();
+        page.entries.reserve_exact(content.len());
+        for (i, c) in content.into_iter().enumerate() {
             page.keep(i, Ok::<_, serde_json::Error>(c));
         }
         return Ok(page);
@@ -402,10 +644,13 @@ pub fn parse_channel_page(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
         ..ChannelPage::default()
     };
     for (i, item) in shallow.content.unwrap_or_default().into_iter().enumerate() {
-        let read = serde_json::from_str::<Channel>(item.get()).or_else(|_| {
-            serde_json::from_str::<Value>(item.get()).and_then(|v| Channel::deserialize(&v))
-        });
-        page.keep(i, read);
+        match serde_json::from_str::<RawChannel<'_>>(item.get()) {
+            Ok(c) => page.keep(i, Ok::<_, serde_json::Error>(c)),
+            Err(_) => match serde_json::from_str::<Value>(item.get()) {
+                Ok(v) => page.keep(i, RawChannel::deserialize(&v)),
+                Err(e) => page.keep(i, Err(e)),
+            },
+        }
     }
     Ok(page)
 }
@@ -429,16 +674,16 @@ fn parse_channel_page_tree(body: &[u8]) -> Result<ChannelPage, MalformedBody> {
         ..ChannelPage::default()
     };
     for (i, item) in content.iter().enumerate() {
-        page.keep(i, Channel::deserialize(item));
+        page.keep(i, RawChannel::deserialize(item));
     }
     Ok(page)
 }
 
 impl ChannelPage {
     /// Keeps entry `i` of the page if it read as a channel with an id; else notes why not.
-    fn keep(&mut self, i: usize, read: Result<Channel, impl fmt::Display>) {
+    fn keep(&mut self, i: usize, read: Result<RawChannel<'_>, impl fmt::Display>) {
         match read {
-            Ok(c) if !c.channel_id.is_empty() => self.channels.push(c),
+            Ok(c) if !c.channel_id.is_empty() => self.push(c.borrowed()),
             Ok(_) => self.skipped.push(format!("content[{i}]: empty channelId")),
             Err(e) => self.skipped.push(format!("content[{i}]: {e}")),
         }
@@ -646,9 +891,14 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient_text(d)?.map(Cow::into_owned))
+}
+
+/// Text, or anything else written as JSON; null is none.
+fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
     Ok(match Loose::deserialize(d)? {
-        Loose::Text(s) => Some(s.into_owned()),
-        Loose::Other(v) => value_to_text(&v),
+        Loose::Text(s) => Some(s),
+        Loose::Other(v) => value_to_text(&v).map(Cow::Owned),
     })
 }
 
@@ -659,16 +909,16 @@ fn lenient_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D:
 /// The `record` settings: read when they are an object, else none.
 fn lenient_record_settings<'de, D: Deserializer<'de>>(
     d: D,
-) -> Result<Option<RecordSettings>, D::Error> {
+) -> Result<Option<RawRecordSettings<'de>>, D::Error> {
     struct Settings;
     impl<'de> de::Visitor<'de> for Settings {
-        type Value = Option<RecordSettings>;
+        type Value = Option<RawRecordSettings<'de>>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("the record settings")
         }
         fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            RecordSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+            RawRecordSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             while seq.next_element::<de::IgnoredAny>()?.is_some() {}
@@ -820,14 +1070,15 @@ mod tests {
         ],"total":"4"}"#;
         let page = parse_channel_page(body).unwrap();
         assert_eq!(page.total, Some(4));
-        assert_eq!(page.channels.len(), 2);
+        let channels = page.to_channels();
+        assert_eq!(channels.len(), 2);
         assert_eq!(page.skipped.len(), 2);
-        let a = &page.channels[0];
+        let a = &channels[0];
         assert!(a.channel_status.is_live());
         assert!(a.immediate_on_air);
         assert_eq!(a.created_time, Some(1700000000000));
         assert_eq!(a.record.as_ref().unwrap().format.as_deref(), Some("ALL"));
-        let b = &page.channels[1];
+        let b = &channels[1];
         assert_eq!(b.channel_status, ChannelStatus::Unknown(String::new()));
         assert!(!b.is_recording);
     }
@@ -856,19 +1107,19 @@ mod tests {
             );
             let fast = parse_channel_page(body.as_bytes()).expect("readable");
             let tree = parse_channel_page_tree(body.as_bytes()).expect("readable");
-            assert_eq!(fast.channels, tree.channels, "{body}");
+            assert_eq!(fast.to_channels(), tree.to_channels(), "{body}");
             assert_eq!(fast.total, tree.total);
             assert_eq!(fast.skipped.len(), tree.skipped.len(), "{:?}", fast.skipped);
-            fast
+            (fast.to_channels(), fast.skipped)
         };
         // Good entries alone (read in one pass), then with the bad ones (read entry by entry).
-        let good = reads(&entries[..6]);
-        assert!(good.skipped.is_empty(), "{:?}", good.skipped);
-        let texts = &good.channels[1];
+        let (good, skipped) = reads(&entries[..6]);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let texts = &good[1];
         assert_eq!(texts.channel_name.as_deref(), Some("Stu\"dio é"));
         assert!(texts.is_recording && texts.immediate_on_air);
         assert_eq!(texts.created_time, Some(1_700_000_000_000));
-        let numbers = &good.channels[2];
+        let numbers = &good[2];
         assert_eq!(numbers.channel_name.as_deref(), Some("12.5"));
         assert!(numbers.is_recording && !numbers.immediate_on_air);
         assert_eq!(
@@ -879,27 +1130,111 @@ mod tests {
             numbers.record.as_ref().unwrap().format.as_deref(),
             Some("true")
         );
-        let odd = &good.channels[3];
+        let odd = &good[3];
         assert_eq!(odd.channel_name.as_deref(), Some(r#"[1,{"a":"b"}]"#));
         assert_eq!(
             (odd.is_recording, odd.created_time, &odd.record),
             (false, None, &None)
         );
-        assert_eq!(good.channels[4].record, None);
+        assert_eq!(good[4].record, None);
 
-        let all = reads(&entries);
-        assert_eq!(all.channels.len(), 7);
+        let (all, skipped) = reads(&entries);
+        assert_eq!(all.len(), 7);
         assert_eq!(
-            all.channels[6]
-                .record
-                .as_ref()
-                .unwrap()
-                .upload_type
-                .as_deref(),
+            all[6].record.as_ref().unwrap().upload_type.as_deref(),
             Some("NO_RECORD"),
             "a key given twice: the last one, as the tree reads it"
         );
-        assert_eq!(all.skipped.len(), 3, "{:?}", all.skipped);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+    }
+
+    /// A page keeps its channels' text in one buffer: what it lends out is what it read, and
+    /// a channel compares equal to its borrowed form and to nothing that differs in a field.
+    #[test]
+    fn a_page_lends_out_the_channels_it_read_and_each_compares_field_by_field() {
+        let body = r#"{"content":[
+            {"channelId":"a","channelName":"Stu\u00e9dio","channelStatus":"PUBLISHING","isRecording":true,"record":{"type":"AUTO_UPLOAD","format":"MP4","bucketName":"b","filePath":"/p","accessControl":"PRIVATE"},"createdTime":7},
+            {"channelId":"b"}
+        ],"total":2}"#;
+        let page = parse_channel_page(body.as_bytes()).expect("readable");
+        let tree: Vec<Channel> = serde_json::from_str::<Value>(body).unwrap()["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| Channel::deserialize(v).unwrap())
+            .collect();
+        assert_eq!(page.to_channels(), tree);
+        assert_eq!(tree[0].channel_name.as_deref(), Some("Stuédio"));
+        assert_eq!(ChannelPage::from_channels(&tree, Some(2)), page);
+        for (c, r) in tree.iter().zip(page.channels()) {
+            assert!(*c == r);
+        }
+
+        let a = &tree[0];
+        let variants: Vec<Channel> = vec![
+            Channel {
+                channel_id: "a2".into(),
+                ..a.clone()
+            },
+            Channel {
+                channel_name: None,
+                ..a.clone()
+            },
+            Channel {
+                channel_status: ChannelStatus::Ready,
+                ..a.clone()
+            },
+            Channel {
+                is_recording: false,
+                ..a.clone()
+            },
+            Channel {
+                immediate_on_air: true,
+                ..a.clone()
+            },
+            Channel {
+                record: None,
+                ..a.clone()
+            },
+            Channel {
+                created_time: Some(8),
+                ..a.clone()
+            },
+        ];
+        let settings = a.record.clone().unwrap();
+        let record_variants = [
+            RecordSettings {
+                upload_type: Some("NO_RECORD".into()),
+                ..settings.clone()
+            },
+            RecordSettings {
+                format: None,
+                ..settings.clone()
+            },
+            RecordSettings {
+                bucket_name: Some("c".into()),
+                ..settings.clone()
+            },
+            RecordSettings {
+                file_path: None,
+                ..settings.clone()
+            },
+            RecordSettings {
+                access_control: Some("PUBLIC".into()),
+                ..settings.clone()
+            },
+        ];
+        let variants = variants
+            .into_iter()
+            .chain(record_variants.into_iter().map(|r| Channel {
+                record: Some(r),
+                ..a.clone()
+            }));
+        let first = page.channels().next().unwrap();
+        for v in variants {
+            assert!(v != first, "{v:?}");
+            assert_eq!(v.borrowed().to_channel(), v);
+        }
     }
 
     #[test]

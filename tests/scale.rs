@@ -84,6 +84,21 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
         .await
         .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", daemon.stderr_tail(20)));
 
+    // During a listing (a tick's): the hint is served between two of its pages, and what it
+    // starts must hold through the rest of that tick, whose decisions are made as of its start.
+    // A listing of 10,000 channels takes four seconds at 50 requests a second.
+    log.read(&control);
+    let watch_from = log.calls.len();
+    wait_for(Duration::from_secs(60), "a listing beginning", async || {
+        log.read(&control);
+        log.calls[watch_from..]
+            .iter()
+            .any(|c| c.is(Operation::ListChannels, None) && c.page == Some(1))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", daemon.stderr_tail(20)));
+
     // The stream starts and Live Station calls back.
     control.go_live(&target).expect("a channel of the emulator");
     log.read(&control);
@@ -157,6 +172,21 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
     if let Err(e) = relisted {
         panic!("{e}; stderr:\n{}", daemon.stderr_tail(20));
     }
+    // The tick after: its listing begins once the full pass of the tick of the start is done.
+    let next_listing = wait_for(
+        Duration::from_secs(240),
+        "the listing of the next tick",
+        async || {
+            log.read(&control);
+            log.of(Operation::ListChannels, None)
+                .any(|c| c.seq > start_seq && c.page == Some(1) && c.status.is_some())
+                .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = next_listing {
+        panic!("{e}; stderr:\n{}", daemon.stderr_tail(20));
+    }
     let status = daemon
         .terminate(Duration::from_secs(20))
         .await
@@ -169,6 +199,11 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
         "startRecord calls on the channel"
     );
     assert_eq!(log.of(Operation::StartRecord, None).count(), 1);
+    assert_eq!(
+        log.of(Operation::StopRecord, Some(&target)).count(),
+        0,
+        "the recording the callback started was stopped while the channel was live"
+    );
     assert_eq!(control.counters().start_while_recording, 0);
     emu.shutdown().await;
 }

@@ -122,9 +122,13 @@ impl Claims {
                 && view.is_live(&cc.id)
                 && let Some(seen) = view.get(&cc.id)
             {
+                // Not later than `now`: a hint served during a tick reads at its own instant,
+                // after the tick's, and a channel seen live then is live for the rest of the
+                // tick's decisions too (else the tick's full pass finds no active claim and
+                // stops the recording the hint just started).
                 channel_claims.push(Claim {
                     source: ClaimSource::Live,
-                    start: seen.live_since.unwrap_or(now),
+                    start: seen.live_since.map_or(now, |since| since.min(now)),
                     end: None,
                 });
             }

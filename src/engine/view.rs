@@ -141,8 +141,9 @@ impl Default for ChannelView {
 
 impl ChannelView {
     /// Takes a fresh observation of one channel, made by a request at `as_of` during the tick
-    /// of `now` (a publishing session begins at the tick that first sees it, so that it is
-    /// never later than the decisions made in that tick). An observation older than the one
+    /// of `now` (a publishing session begins at the tick that first sees it; a hint served
+    /// during a tick passes its own, later instant, which the claims bring back to the
+    /// decision's: see `Claims::derive`). An observation older than the one
     /// held is ignored (a slow read must not undo a newer one). The channel is copied only
     /// when it differs from the one held.
     pub(crate) fn apply(&mut self, channel: ChannelRef<'_>, as_of: i64, now: i64) -> Change {

@@ -61,7 +61,9 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
-use crate::livestation::{ApiError, Client, ListingProgress, LiveStation, urgently};
+use crate::livestation::{
+    ApiError, ChannelPage, Client, ListedPage, ListingProgress, LiveStation, PageShape, urgently,
+};
 use crate::store::{ChannelChanges, EventKind, Store};
 
 use self::actions::{Actions, Applied, Landing};
@@ -98,6 +100,13 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A page of the channel listing under way, as it came.
+enum PageIn {
+    Read(ChannelPage),
+    /// The page as last listed, replayed: what it held.
+    Replayed(PageShape),
+}
+
 /// Engine failures that stop a tick (the API and the store report through these).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -110,6 +119,10 @@ pub enum EngineError {
 pub struct TickReport {
     /// The channel list was read.
     pub observed: bool,
+    /// Pages of the channel list read, and pages whose body was the one last listed, replayed
+    /// rather than read (see `ChannelView::replay_page`).
+    pub pages_read: usize,
+    pub pages_replayed: usize,
     pub channels: usize,
     pub recording: usize,
     pub starts: usize,
@@ -689,41 +702,68 @@ impl<A: LiveStation> Engine<A> {
         let mut page_no = 1;
         loop {
             let page_started = Instant::now();
-            let as_of = clock.stamp();
-            // Hints are served while the page is on its way (what they read is newer than the
-            // page, which then changes nothing for their channels: see `ChannelView::apply`).
-            let api = Arc::clone(&self.api);
-            let fetch = async move { api.list_channels_page(page_no, CHANNEL_PAGE_SIZE).await };
-            let (fetched, _, failed) = self.serving_hints(clock, fetch, &HashSet::new()).await;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            let page = match fetched {
-                Ok(page) => page.value,
-                Err(e) => {
-                    tracing::warn!(error = %e, page_no, "channel list failed; not acting on what this tick has not read");
-                    self.notes.api_error(now, None, &e).await?;
-                    return Ok(false);
+            let mut known = self.view.known_page(page_no);
+            let (page, as_of) = loop {
+                let as_of = clock.stamp();
+                // Hints are served while the page is on its way (what they read is newer than
+                // the page, which then changes nothing for their channels: see
+                // `ChannelView::apply`).
+                let api = Arc::clone(&self.api);
+                let fetch = async move {
+                    api.list_channels_page(page_no, CHANNEL_PAGE_SIZE, known)
+                        .await
+                };
+                let (fetched, _, failed) = self.serving_hints(clock, fetch, &HashSet::new()).await;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                match fetched {
+                    Ok(reply) => match reply.value {
+                        ListedPage::Read(page) => break (PageIn::Read(page), as_of),
+                        ListedPage::Unchanged => match self.view.replay_page(page_no, as_of) {
+                            Some(shape) => break (PageIn::Replayed(shape), as_of),
+                            // A hint changed the view while the page was on its way: it is
+                            // read again, and read this time.
+                            None => known = None,
+                        },
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, page_no, "channel list failed; not acting on what this tick has not read");
+                        self.notes.api_error(now, None, &e).await?;
+                        return Ok(false);
+                    }
                 }
             };
             let mut moved = HashSet::new();
-            let mut fresh = 0;
-            for ch in page.channels() {
-                let Some(change) = self.view.apply_listed(ch, as_of, now) else {
-                    continue;
-                };
-                fresh += 1;
-                if change == Change::Changed || (change == Change::New && ch.is_recording) {
-                    self.follower.mark(ch.channel_id);
+            let complete = match page {
+                PageIn::Read(page) => {
+                    report.pages_read += 1;
+                    let (follower, config) = (&mut self.follower, &self.config);
+                    let fresh = self
+                        .view
+                        .apply_page(page_no, &page, as_of, now, |ch, change| {
+                            if change == Change::Changed
+                                || (change == Change::New && ch.is_recording)
+                            {
+                                follower.mark(ch.channel_id);
+                            }
+                            if change != Change::Same
+                                && config.channel_with_id(ch.channel_id).is_some()
+                            {
+                                moved.insert(ch.channel_id.to_owned());
+                            }
+                        });
+                    for skipped in &page.skipped {
+                        tracing::warn!(page_no, entry = %skipped, "channel entry could not be read; skipped");
+                    }
+                    listing.count(page_no, page.shape(), fresh)
                 }
-                if change != Change::Same && self.config.channel_with_id(ch.channel_id).is_some() {
-                    moved.insert(ch.channel_id.to_owned());
+                // Listed as last time: every channel on it, and nothing new or changed.
+                PageIn::Replayed(shape) => {
+                    report.pages_replayed += 1;
+                    listing.count(page_no, shape, shape.channels)
                 }
-            }
-            for skipped in &page.skipped {
-                tracing::warn!(page_no, entry = %skipped, "channel entry could not be read; skipped");
-            }
-            let complete = listing.count(page_no, &page, fresh);
+            };
             let on_page: Vec<String> = self
                 .actions
                 .watched()
@@ -754,6 +794,11 @@ impl<A: LiveStation> Engine<A> {
         }
         self.notes.api_answered();
         self.view.retain_listed();
+        tracing::debug!(
+            read = report.pages_read,
+            replayed = report.pages_replayed,
+            "channel list complete"
+        );
         self.serve_waiting_hints(clock).await?;
         self.store_channels(now).await?;
         if let Some(m) = self.notes.metrics() {
@@ -1561,7 +1606,7 @@ mod tests {
     use super::*;
     use crate::livestation::client::{Permit, Reply, Sent};
     use crate::livestation::memory::{self, Behaviour, MemoryLiveStation};
-    use crate::livestation::{Channel, ChannelPage, Operation, RecordSet};
+    use crate::livestation::{Channel, ListedPage, Operation, PageDigest, RecordSet};
     use crate::store::ActionState;
 
     const CH: &str = "ls-unit";
@@ -1609,12 +1654,15 @@ mod tests {
             &self,
             page_no: u32,
             page_size: u32,
-        ) -> Result<Reply<ChannelPage>, ApiError> {
+            known: Option<PageDigest>,
+        ) -> Result<Reply<ListedPage>, ApiError> {
             self.note(format!("list {page_no}"));
             if page_no == 1 {
                 self.pass(Operation::ListChannels, "page 1").await;
             }
-            self.inner.list_channels_page(page_no, page_size).await
+            self.inner
+                .list_channels_page(page_no, page_size, known)
+                .await
         }
 
         async fn get_channel(&self, channel_id: &str) -> Result<Reply<Channel>, ApiError> {
@@ -1912,6 +1960,56 @@ poll_interval = "1s"
     }
 
     #[tokio::test]
+    async fn pages_listed_as_last_time_are_replayed_and_a_changed_page_is_read_and_acted_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        let ids = many(250);
+        let (mut engine, log, store) = engine_with(dir.path(), &ids, &api).await;
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        // The listing after the first one finds nothing changed: its pages are remembered.
+        let report = engine.tick(2_000).await.expect("tick");
+        assert_eq!((report.pages_read, report.pages_replayed), (3, 0));
+        log.lock().expect("log").clear();
+        let report = engine.tick(3_000).await.expect("tick");
+        assert_eq!((report.pages_read, report.pages_replayed), (0, 3));
+        assert_eq!(report.channels, 250);
+        assert_eq!(
+            *log.lock().expect("log"),
+            ["list 1", "list 2", "list 3"],
+            "one request per page, as when they are read"
+        );
+        // c240 goes live: its page is read, and the channel started from it.
+        api.set_publishing("c240", true);
+        log.lock().expect("log").clear();
+        let report = engine.tick(4_000).await.expect("tick");
+        assert_eq!((report.pages_read, report.pages_replayed), (1, 2));
+        assert_eq!(report.starts, 1);
+        assert_eq!(
+            *log.lock().expect("log"),
+            ["list 1", "list 2", "list 3", "start c240"]
+        );
+        let status: String =
+            sqlx::query_scalar("SELECT channel_status FROM channels WHERE channel_id = 'c240'")
+                .fetch_one(store.reader())
+                .await
+                .expect("channel row");
+        assert_eq!(status, "PUBLISHING");
+        // Its page changed again (it is recording now): read until a listing changes nothing,
+        // then replayed, and nothing is started twice.
+        let mut replayed_from = None;
+        for t in 5..12 {
+            let report = engine.tick(t * 1_000).await.expect("tick");
+            if report.pages_replayed == 3 {
+                replayed_from = Some(t);
+                break;
+            }
+        }
+        assert!(replayed_from.is_some(), "the listing never settled");
+        assert_eq!(api.calls(Operation::StartRecord), 1);
+        assert!(engine.view.is_recording("c240"));
+    }
+
+    #[tokio::test]
     async fn a_hint_reads_its_channel_alone_and_starts_it_without_a_listing() {
         let dir = tempfile::tempdir().expect("temp dir");
         let api = Arc::new(MemoryLiveStation::new(1_000));
@@ -1995,6 +2093,68 @@ poll_interval = "1s"
             "{log:?}"
         );
         assert_eq!(api.calls(Operation::StartRecord), 1, "{log:?}");
+    }
+
+    /// A page that comes back as last listed cannot be replayed when a hint changed the view
+    /// while it was on its way: it is asked for again and read.
+    #[tokio::test]
+    async fn a_page_unchanged_while_a_hint_changed_the_view_is_read_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        let ids = many(250);
+        for id in &ids {
+            api.add_channel(id, false);
+        }
+        let network = Network {
+            held: vec![(Operation::ListChannels, "page 1")],
+            ..Network::new(api.clone())
+        };
+        let (gate, arrived, log) = (
+            network.gate.clone(),
+            network.arrived.clone(),
+            network.log.clone(),
+        );
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut engine = Engine::new(config_with(dir.path(), &refs), network, store, 1_000);
+        // The first page of reconcile's listing and of the next one go through.
+        gate.add_permits(2);
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        let report = engine.tick(2_000).await.expect("tick");
+        assert_eq!(report.pages_read, 3);
+        let (tx, rx) = mpsc::channel(8);
+        engine.wakes = Some(rx);
+        log.lock().expect("log").clear();
+        // Page 1 hangs; meanwhile c240, on page 3, goes live and is hinted and started.
+        let watch = async {
+            let held = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 3).await;
+            api.set_publishing("c240", true);
+            tx.send(Wake::Channel("c240".into())).await.expect("sent");
+            let started = eventually(|| api.channel("c240").is_some_and(|c| c.is_recording)).await;
+            gate.add_permits(2);
+            (held, started)
+        };
+        let (ticked, (held, started)) = tokio::join!(engine.tick(3_000), watch);
+        let report = ticked.expect("tick");
+        assert!(held && started);
+        let log = log.lock().expect("log").clone();
+        assert_eq!(
+            log,
+            [
+                "list 1",
+                "get c240",
+                "start c240",
+                "list 1",
+                "list 2",
+                "list 3"
+            ],
+            "page 1, unchanged, is asked for again; pages 2 and 3 are read as well"
+        );
+        assert_eq!((report.pages_read, report.pages_replayed), (3, 0));
+        assert_eq!(report.channels, 250);
+        assert_eq!(api.calls(Operation::StartRecord), 1);
     }
 
     #[tokio::test]

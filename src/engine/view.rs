@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
-use crate::livestation::{Channel, ChannelRef};
+use crate::livestation::{Channel, ChannelPage, ChannelRef, PageDigest, PageShape};
 
 use super::decide::Observed;
 
@@ -107,6 +107,26 @@ pub(crate) struct ChannelView {
     /// about each configured channel, answered without reading thousands of entries.
     live: HashSet<String>,
     recording: HashSet<String>,
+    /// Counts the changes to the entries other than a listing finding each where it expected
+    /// it, as it was: an entry added, moved, removed or changed, or an observation older than
+    /// the one held. While it stays the same, a page of the listing that lists the same
+    /// channels as last time finds them where it left them, as it left them.
+    shaken: u64,
+    /// What each page of the listing (by `pageNo` - 1) did to the view when it was last read.
+    pages: Vec<Option<PageMark>>,
+}
+
+/// What a page of a listing did to the view: kept so that the same page, listed again, is
+/// replayed rather than read (see [`ChannelView::replay_page`]).
+#[derive(Clone, Copy, Debug)]
+struct PageMark {
+    digest: PageDigest,
+    /// The entries the page listed are at positions `first..first + shape.channels`, in the
+    /// page's order.
+    first: usize,
+    shape: PageShape,
+    /// [`ChannelView::shaken`] once the page was applied: the mark holds while it stays so.
+    shaken: u64,
 }
 
 /// What the sets of live and recording channels follow in an entry.
@@ -135,6 +155,8 @@ impl Default for ChannelView {
             next: 0,
             live: HashSet::new(),
             recording: HashSet::new(),
+            shaken: 0,
+            pages: Vec::new(),
         }
     }
 }
@@ -177,6 +199,80 @@ impl ChannelView {
         self.observe(channel, as_of, now, Some(self.listing))
     }
 
+    /// Applies page `page_no` of the listing begun last (see [`ChannelView::apply_listed`]),
+    /// telling `each` how each channel not listed before by the same listing changed; returns
+    /// how many there were. When the page holds its channels as they now are in the view, each
+    /// where the listing went on, and has the digest of its body, it is remembered for
+    /// [`ChannelView::replay_page`].
+    pub(crate) fn apply_page(
+        &mut self,
+        page_no: u32,
+        page: &ChannelPage,
+        as_of: i64,
+        now: i64,
+        mut each: impl FnMut(ChannelRef<'_>, Change),
+    ) -> usize {
+        let (first, shaken) = (self.next, self.shaken);
+        let mut fresh = 0;
+        for ch in page.channels() {
+            if let Some(change) = self.apply_listed(ch, as_of, now) {
+                fresh += 1;
+                each(ch, change);
+            }
+        }
+        let at = page_no as usize - 1;
+        if self.pages.len() <= at {
+            self.pages.resize(at + 1, None);
+        }
+        // Nothing moved or changed, so the page's channels are the entries `first..next`, as
+        // the page gives them. A page with an entry that was skipped is read every time (its
+        // warning with it).
+        let exact = shaken == self.shaken && fresh == page.len() && page.skipped.is_empty();
+        self.pages[at] = match page.digest {
+            Some(digest) if exact => Some(PageMark {
+                digest,
+                first,
+                shape: page.shape(),
+                shaken,
+            }),
+            _ => None,
+        };
+        fresh
+    }
+
+    /// The digest of page `page_no` as last read, when the listing under way can replay it: no
+    /// entry has been added, moved, removed or changed since, and the listing has gone on to
+    /// where the page began.
+    pub(crate) fn known_page(&self, page_no: u32) -> Option<PageDigest> {
+        self.mark(page_no).map(|m| m.digest)
+    }
+
+    fn mark(&self, page_no: u32) -> Option<PageMark> {
+        let mark = (*self.pages.get((page_no as usize).checked_sub(1)?)?)?;
+        (self.listing > 0
+            && mark.shaken == self.shaken
+            && mark.first == self.next
+            && mark.first + mark.shape.channels <= self.seen.len())
+        .then_some(mark)
+    }
+
+    /// Replays page `page_no` of the listing under way, whose body has the digest of
+    /// [`ChannelView::known_page`]: it lists the entries it listed last time, as they are, so
+    /// each is noted as listed and observed `as_of`, and nothing else changes (no channel is
+    /// new or changed, none touched), as reading it would do. `None` (and nothing done) when
+    /// the view has changed since that digest was given: the page must then be read.
+    pub(crate) fn replay_page(&mut self, page_no: u32, as_of: i64) -> Option<PageShape> {
+        let mark = self.mark(page_no)?;
+        let listing = self.listing;
+        for at in mark.first..mark.first + mark.shape.channels {
+            let seen = &mut self.seen[at];
+            seen.listed = listing;
+            seen.as_of = seen.as_of.max(as_of);
+        }
+        self.next = mark.first + mark.shape.channels;
+        Some(mark.shape)
+    }
+
     /// Whether the listing begun last has listed the channel so far.
     pub(crate) fn listed(&self, channel_id: &str) -> bool {
         self.listing > 0
@@ -197,6 +293,9 @@ impl ChannelView {
             }
             keep
         });
+        if !gone.is_empty() {
+            self.shaken += 1;
+        }
         for (id, flags) in gone {
             self.touched.insert(&id);
             self.flag(&id, flags, Flags::default());
@@ -236,6 +335,7 @@ impl ChannelView {
             _ => self.seen.get_index_of(id),
         };
         let Some(mut at) = at else {
+            self.shaken += 1;
             self.touched.insert(id);
             let channel = channel.to_channel();
             let flags = Flags::of(&channel);
@@ -263,17 +363,24 @@ impl ChannelView {
         }
         let prev = &mut self.seen[at];
         if prev.as_of > as_of {
+            // The entry is not as this observation's page gives it.
+            self.shaken += 1;
             return Some(Change::Same);
         }
         let changed = prev.channel.is_recording != channel.is_recording
             || prev.channel.channel_status != *channel.channel_status;
-        prev.live_since = match (channel.channel_status.is_live(), prev.live_since) {
+        let live_since = match (channel.channel_status.is_live(), prev.live_since) {
             (true, None) => Some(now),
             (true, since) => since,
             (false, _) => None,
         };
+        if live_since != prev.live_since {
+            prev.live_since = live_since;
+            self.shaken += 1;
+        }
         prev.as_of = as_of;
         if prev.channel != channel {
+            self.shaken += 1;
             let was = Flags::of(&prev.channel);
             prev.channel = channel.to_channel();
             let is = Flags::of(&prev.channel);
@@ -291,6 +398,7 @@ impl ChannelView {
     /// it is before that place already; returns where it is now.
     fn listed_at(&mut self, at: usize) -> usize {
         let to = if at > self.next {
+            self.shaken += 1;
             self.seen.swap_indices(at, self.next);
             self.next
         } else {
@@ -309,9 +417,12 @@ impl ChannelView {
             next: 0,
             live: HashSet::new(),
             recording: HashSet::new(),
+            shaken: 0,
+            pages: Vec::new(),
         };
         // Out of the listing's order: the next listing puts it back in place.
         if let Some(seen) = self.seen.swap_remove(channel_id) {
+            self.shaken += 1;
             let flags = Flags::of(&seen.channel);
             self.flag(channel_id, flags, Flags::default());
             part.flag(channel_id, Flags::default(), flags);
@@ -322,6 +433,9 @@ impl ChannelView {
 
     /// Puts back entries taken with [`ChannelView::detach`], as they are now.
     pub(crate) fn rejoin(&mut self, part: ChannelView) {
+        if !part.seen.is_empty() {
+            self.shaken += 1;
+        }
         self.seen.extend(part.seen);
         self.touched.extend(part.touched);
         self.live.extend(part.live);
@@ -362,6 +476,7 @@ impl ChannelView {
             let was = Flags::of(&s.channel);
             s.channel.is_recording = recording;
             let is = Flags::of(&s.channel);
+            self.shaken += 1;
             self.touched.insert(channel_id);
             self.flag(channel_id, was, is);
         }
@@ -645,6 +760,237 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// A page of `channels` out of `total`, with the digest of the JSON it would come as.
+    fn page(channels: &[Channel], total: usize) -> ChannelPage {
+        let mut page = ChannelPage::from_channels(channels, Some(total as u64));
+        let body = serde_json::json!({ "content": channels, "total": total });
+        page.digest = Some(PageDigest::of(body.to_string().as_bytes()));
+        page
+    }
+
+    #[test]
+    fn a_page_listed_as_last_time_is_replayed_and_a_change_anywhere_has_it_read_again() {
+        let channels: Vec<Channel> = (0..6)
+            .map(|i| channel(&format!("c{i}"), ChannelStatus::Ready, false))
+            .collect();
+        let pages = [page(&channels[..3], 6), page(&channels[3..], 6)];
+        let mut view = ChannelView::default();
+        let list = |view: &mut ChannelView, t: i64| -> Vec<bool> {
+            view.begin_listing();
+            let replayed = (1..=2)
+                .map(|n| {
+                    let page = &pages[n as usize - 1];
+                    if view.known_page(n) == page.digest && view.replay_page(n, t).is_some() {
+                        return true;
+                    }
+                    view.apply_page(n, page, t, t, |_, _| {});
+                    false
+                })
+                .collect();
+            view.retain_listed();
+            replayed
+        };
+        // New channels, then the first listing of the same pages: both read.
+        assert_eq!(list(&mut view, 1_000), [false, false]);
+        assert_eq!(list(&mut view, 2_000), [false, false]);
+        view.take_touched();
+        assert_eq!(list(&mut view, 3_000), [true, true]);
+        assert!(view.take_touched().is_empty(), "a replay touches nothing");
+        assert_eq!(view.get("c4").map(|s| s.as_of), Some(3_000));
+        assert!(view.listed("c4"));
+        // lsrecd's own start on the second page. The listing after it reads both pages (and
+        // the second changes c4 back), the next reads them again: the first page's mark was
+        // taken before the second page changed an entry. Then they are replayed.
+        view.set_recording("c4", true);
+        assert_eq!(list(&mut view, 4_000), [false, false]);
+        assert!(!view.is_recording("c4"), "the page, read, says it is not");
+        assert_eq!(list(&mut view, 5_000), [false, false]);
+        assert_eq!(list(&mut view, 6_000), [true, true]);
+        // A hint that changed nothing keeps the pages replayed; one that changed c1, on the
+        // first page, has them read until a listing finds nothing to change.
+        view.apply(channels[1].borrowed(), 6_500, 6_500);
+        assert_eq!(list(&mut view, 7_000), [true, true]);
+        view.apply(
+            channel("c1", ChannelStatus::Publishing, false).borrowed(),
+            7_500,
+            7_500,
+        );
+        assert_eq!(list(&mut view, 8_000), [false, false]);
+        assert!(!view.is_live("c1"));
+        assert_eq!(list(&mut view, 9_000), [false, true]);
+        assert_eq!(list(&mut view, 10_000), [true, true]);
+    }
+
+    /// Listings of pages that mostly come back as last time, or come with channels changed,
+    /// added, dropped or moved, or shifted by one between pages, with hints, lsrecd's own
+    /// starts and stops and entries taken out while a page is on its way: a view that replays what it can ends every listing exactly as one that reads every
+    /// page (the same entries in the same order, as of the same times, the same channels
+    /// touched), and each replayed page is one whose reading would have changed nothing.
+    #[test]
+    fn replaying_a_page_leaves_the_view_as_reading_it_does() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::Cell;
+
+        let mutation = (0u8..6, 0u8..24, 0u8..24);
+        let disturbance = (0u8..8, 0u8..4, 0u8..24, any::<bool>());
+        let listing = (
+            prop::collection::vec(mutation, 0..3),
+            prop::collection::vec(disturbance, 0..3),
+            prop::option::weighted(0.2, 1usize..6),
+        );
+        let listings = prop::collection::vec(listing, 1..10);
+        let mut runner = TestRunner::new(Config {
+            cases: 512,
+            ..Config::default()
+        });
+        let (replayed, read) = (Cell::new(0), Cell::new(0));
+        runner
+            .run(&listings, |listings| {
+                let mut truth: Vec<Channel> = (0..16)
+                    .map(|i| channel(&format!("c{i}"), ChannelStatus::Ready, false))
+                    .collect();
+                let (mut reader, mut replayer) = (ChannelView::default(), ChannelView::default());
+                for (n, (mutations, disturbances, shift)) in listings.iter().enumerate() {
+                    for &(kind, a, b) in mutations {
+                        let (a, b) = (a as usize, b as usize);
+                        let len = truth.len();
+                        match kind {
+                            0 if a < len => {
+                                let c = &mut truth[a];
+                                c.channel_status = if c.channel_status.is_live() {
+                                    ChannelStatus::Ready
+                                } else {
+                                    ChannelStatus::Publishing
+                                };
+                            }
+                            1 if a < len => truth[a].is_recording = !truth[a].is_recording,
+                            2 if a < len => {
+                                truth.remove(a);
+                            }
+                            3 if !truth.iter().any(|c| c.channel_id == format!("c{a}")) => {
+                                truth.push(channel(&format!("c{a}"), ChannelStatus::Ready, false));
+                            }
+                            4 if a < len && b < len => truth.swap(a, b),
+                            5 if a < len && b < len => {
+                                let c = truth.remove(a);
+                                truth.insert(b.min(truth.len()), c);
+                            }
+                            _ => {}
+                        }
+                    }
+                    let t = 100_000 * (n as i64 + 1);
+                    // Pages of 4; from page `shift` on, each begins one channel early, as when
+                    // the list shifts between pages.
+                    let mut pages = Vec::new();
+                    for k in 0.. {
+                        let start = 4 * k - usize::from(shift.is_some_and(|s| k >= s));
+                        if start >= truth.len() {
+                            break;
+                        }
+                        let end = (start + 4).min(truth.len());
+                        pages.push(page(&truth[start..end], truth.len()));
+                    }
+                    reader.begin_listing();
+                    replayer.begin_listing();
+                    for (p, page) in pages.iter().enumerate() {
+                        let (page_no, as_of) = (p as u32 + 1, t + 100 * p as i64);
+                        let known = replayer.known_page(page_no);
+                        // What happens while the page is on its way, to both views; entries
+                        // taken out are put back once the page is in.
+                        let mut out = [Vec::new(), Vec::new()];
+                        for &(_, kind, id, flag) in
+                            disturbances.iter().filter(|d| d.0 as usize == p)
+                        {
+                            let id = format!("c{id}");
+                            let status = if flag {
+                                ChannelStatus::Publishing
+                            } else {
+                                ChannelStatus::Ready
+                            };
+                            for (v, view) in [&mut reader, &mut replayer].into_iter().enumerate() {
+                                match kind {
+                                    // A hint read after the page, or before it.
+                                    0 => view.apply(
+                                        channel(&id, status.clone(), false).borrowed(),
+                                        as_of + 50,
+                                        t,
+                                    ),
+                                    1 => view.apply(
+                                        channel(&id, status.clone(), flag).borrowed(),
+                                        as_of - 50,
+                                        t,
+                                    ),
+                                    2 => {
+                                        view.set_recording(&id, flag);
+                                        Change::Same
+                                    }
+                                    _ => {
+                                        out[v].push(view.detach(&id));
+                                        Change::Same
+                                    }
+                                };
+                            }
+                        }
+                        let mut changes = Vec::new();
+                        let fresh = reader.apply_page(page_no, page, as_of, t, |c, change| {
+                            changes.push((c.channel_id.to_owned(), change));
+                        });
+                        let shape = (known == page.digest)
+                            .then(|| replayer.replay_page(page_no, as_of))
+                            .flatten();
+                        match shape {
+                            Some(shape) => {
+                                replayed.set(replayed.get() + 1);
+                                prop_assert_eq!(shape, page.shape());
+                                prop_assert_eq!(fresh, page.len());
+                                prop_assert!(
+                                    changes.iter().all(|(_, c)| *c == Change::Same),
+                                    "replayed, but reading it changed {:?}",
+                                    changes
+                                );
+                            }
+                            None => {
+                                read.set(read.get() + 1);
+                                let mut again = Vec::new();
+                                replayer.apply_page(page_no, page, as_of, t, |c, change| {
+                                    again.push((c.channel_id.to_owned(), change));
+                                });
+                                prop_assert_eq!(&again, &changes);
+                            }
+                        }
+                        let [to_reader, to_replayer] = out;
+                        to_reader.into_iter().for_each(|part| reader.rejoin(part));
+                        to_replayer
+                            .into_iter()
+                            .for_each(|part| replayer.rejoin(part));
+                    }
+                    reader.retain_listed();
+                    replayer.retain_listed();
+                    let entries = |v: &ChannelView| -> Vec<(String, Seen)> {
+                        v.seen
+                            .iter()
+                            .map(|(id, s)| (id.clone(), (**s).clone()))
+                            .collect()
+                    };
+                    prop_assert_eq!(entries(&reader), entries(&replayer));
+                    prop_assert_eq!(reader.take_touched(), replayer.take_touched());
+                    prop_assert_eq!(&reader.live, &replayer.live);
+                    prop_assert_eq!(&reader.recording, &replayer.recording);
+                }
+                Ok(())
+            })
+            .unwrap();
+        // The pages came back as they were often enough for replays to be tried, and changed
+        // often enough for reads.
+        assert!(
+            replayed.get() > 500 && read.get() > 500,
+            "{} replayed, {} read",
+            replayed.get(),
+            read.get()
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 
 use super::client::{Client, Permit, Reply, Sent};
 use super::error::ApiError;
-use super::model::{Channel, ChannelPage, RecordSet};
+use super::model::{Channel, ListedPage, PageDigest, RecordSet};
 
 /// The Live Station operations the engine uses.
 ///
@@ -19,12 +19,15 @@ use super::model::{Channel, ChannelPage, RecordSet};
 /// slot taken before the intent is journaled) and report when their request left, because a
 /// request without a clear answer can still take effect for a while after that.
 pub trait LiveStation: Send + Sync + 'static {
-    /// One page of the channel list (`pageNo` from 1).
+    /// One page of the channel list (`pageNo` from 1), [`ListedPage::Unchanged`] when its body
+    /// has the digest `known` (the one of a page read before: see
+    /// [`ChannelPage::digest`](super::model::ChannelPage::digest)).
     fn list_channels_page(
         &self,
         page_no: u32,
         page_size: u32,
-    ) -> impl Future<Output = Result<Reply<ChannelPage>, ApiError>> + Send;
+        known: Option<PageDigest>,
+    ) -> impl Future<Output = Result<Reply<ListedPage>, ApiError>> + Send;
 
     /// One channel's current state.
     fn get_channel(
@@ -71,8 +74,9 @@ impl LiveStation for Client {
         &self,
         page_no: u32,
         page_size: u32,
-    ) -> Result<Reply<ChannelPage>, ApiError> {
-        Client::list_channels_page(self, page_no, page_size).await
+        known: Option<PageDigest>,
+    ) -> Result<Reply<ListedPage>, ApiError> {
+        Client::list_channels_page_if_changed(self, page_no, page_size, known).await
     }
 
     async fn get_channel(&self, channel_id: &str) -> Result<Reply<Channel>, ApiError> {
@@ -114,8 +118,9 @@ impl<T: LiveStation> LiveStation for std::sync::Arc<T> {
         &self,
         page_no: u32,
         page_size: u32,
-    ) -> impl Future<Output = Result<Reply<ChannelPage>, ApiError>> + Send {
-        (**self).list_channels_page(page_no, page_size)
+        known: Option<PageDigest>,
+    ) -> impl Future<Output = Result<Reply<ListedPage>, ApiError>> + Send {
+        (**self).list_channels_page(page_no, page_size, known)
     }
 
     fn get_channel(

@@ -34,7 +34,10 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 use super::error::ApiError;
-use super::model::{self, Channel, ChannelPage, ErrorBody, MalformedBody, RecordSet};
+use super::model::{
+    self, Channel, ChannelPage, ErrorBody, ListedPage, MalformedBody, PageDigest, PageShape,
+    RecordSet,
+};
 use super::ratelimit::RateLimiter;
 use super::sign;
 use super::skew::ClockSkew;
@@ -384,7 +387,37 @@ impl Client {
             self.inner.region.prefix()
         );
         let call = Call::new(Operation::ListChannels, Method::GET, target, None);
-        self.call(call, model::parse_channel_page).await
+        self.call(call, |body| {
+            let mut page = model::parse_channel_page(body)?;
+            page.digest = Some(PageDigest::of(body));
+            Ok(page)
+        })
+        .await
+    }
+
+    /// [`Client::list_channels_page`], not read when the body's digest is `known`: the page is
+    /// then the one that digest was taken of.
+    pub async fn list_channels_page_if_changed(
+        &self,
+        page_no: u32,
+        page_size: u32,
+        known: Option<PageDigest>,
+    ) -> Result<Reply<ListedPage>, ApiError> {
+        let target = format!(
+            "{}/channels?pageNo={page_no}&pageSizeNo={page_size}",
+            self.inner.region.prefix()
+        );
+        let call = Call::new(Operation::ListChannels, Method::GET, target, None);
+        self.call(call, |body| {
+            let digest = PageDigest::of(body);
+            if known == Some(digest) {
+                return Ok(ListedPage::Unchanged);
+            }
+            let mut page = model::parse_channel_page(body)?;
+            page.digest = Some(digest);
+            Ok(ListedPage::Read(page))
+        })
+        .await
     }
 
     /// Every channel: pages of [`CHANNEL_PAGE_SIZE`] from `pageNo=1` until `total` entries have
@@ -842,7 +875,7 @@ impl Listing {
                 .iter()
                 .map(|reason| format!("page {page_no}: {reason}")),
         );
-        self.progress.count(page_no, &page, new)
+        self.progress.count(page_no, page.shape(), new)
     }
 }
 
@@ -860,10 +893,10 @@ impl ListingProgress {
     /// returns whether the listing is complete: a page came back empty, or as many entries as
     /// `total` have been seen (without `total`, a page came back short), or a page only
     /// repeated channels already listed (a server that ignores `pageNo`).
-    pub fn count(&mut self, page_no: u32, page: &ChannelPage, new: usize) -> bool {
-        let entries = (page.len() + page.skipped.len()) as u64;
+    pub fn count(&mut self, page_no: u32, page: PageShape, new: usize) -> bool {
+        let entries = (page.channels + page.skipped) as u64;
         self.entries += entries;
-        if !page.is_empty() && new == 0 {
+        if page.channels > 0 && new == 0 {
             tracing::warn!(
                 page_no,
                 total = page.total,
@@ -1449,6 +1482,43 @@ mod tests {
             .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
             .and_then(|v| v.parse().ok())
             .expect("query parameter")
+    }
+
+    #[tokio::test]
+    async fn a_page_whose_body_has_the_digest_known_is_not_read_again() {
+        fn body(status: &str) -> String {
+            let mut channel = channel_json("ls-a");
+            channel["channelStatus"] = status.into();
+            serde_json::json!({ "content": [channel], "total": 1 }).to_string()
+        }
+        let fake = Fake::start(signed(|_, number| {
+            FakeReply::json(200, &body(if number <= 2 { "READY" } else { "PUBLISHING" }))
+        }))
+        .await;
+        let client = client(&fake);
+        let first = client.list_channels_page(1, 100).await.expect("page").value;
+        let digest = first
+            .digest
+            .expect("a page read from a body has its digest");
+        assert_eq!(digest, PageDigest::of(body("READY").as_bytes()));
+        let again = client
+            .list_channels_page_if_changed(1, 100, Some(digest))
+            .await
+            .expect("page");
+        assert_eq!(again.value, ListedPage::Unchanged);
+        let changed = client
+            .list_channels_page_if_changed(1, 100, Some(digest))
+            .await
+            .expect("page");
+        let ListedPage::Read(page) = changed.value else {
+            panic!("a changed page was not read");
+        };
+        assert_eq!(
+            page.to_channels()[0].channel_status,
+            model::ChannelStatus::Publishing
+        );
+        assert_ne!(page.digest, Some(digest));
+        assert_eq!(fake.requests().len(), 3, "each call is one request");
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ use tokio::time::Instant;
 use super::api::LiveStation;
 use super::client::{Operation, Permit, Reply, ReplyMeta, Sent};
 use super::error::ApiError;
-use super::model::{Channel, ChannelPage, ChannelStatus, Record, RecordSet, RecordStatus};
+use super::model::{
+    Channel, ChannelPage, ChannelStatus, ListedPage, PageDigest, Record, RecordSet, RecordStatus,
+};
 
 /// What a scripted call does instead of answering normally.
 #[derive(Clone, Debug)]
@@ -371,17 +373,30 @@ impl State {
 }
 
 impl LiveStation for MemoryLiveStation {
+    /// The page's digest is that of the JSON the page would be written as, as a server's is.
     async fn list_channels_page(
         &self,
         page_no: u32,
         page_size: u32,
-    ) -> Result<Reply<ChannelPage>, ApiError> {
+        known: Option<PageDigest>,
+    ) -> Result<Reply<ListedPage>, ApiError> {
         self.read(Operation::ListChannels, |s| {
             let skip = (page_no.max(1) as usize - 1) * page_size as usize;
-            Ok(ChannelPage::from_channels(
-                s.channels.values().skip(skip).take(page_size as usize),
-                Some(s.channels.len() as u64),
-            ))
+            let channels: Vec<&Channel> = s
+                .channels
+                .values()
+                .skip(skip)
+                .take(page_size as usize)
+                .collect();
+            let total = s.channels.len() as u64;
+            let body = serde_json::json!({ "content": channels, "total": total });
+            let digest = PageDigest::of(body.to_string().as_bytes());
+            if known == Some(digest) {
+                return Ok(ListedPage::Unchanged);
+            }
+            let mut page = ChannelPage::from_channels(channels, Some(total));
+            page.digest = Some(digest);
+            Ok(ListedPage::Read(page))
         })
     }
 

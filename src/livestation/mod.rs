@@ -23,6 +23,9 @@ pub use client::{
     Operation, Permit, Region, Reply, ReplyMeta, Sent,
 };
 pub use error::ApiError;
-pub use model::{Channel, ChannelPage, ChannelRef, ChannelStatus, Record, RecordSet, RecordStatus};
+pub use model::{
+    Channel, ChannelPage, ChannelRef, ChannelStatus, ListedPage, PageDigest, PageShape, Record,
+    RecordSet, RecordStatus,
+};
 pub use ratelimit::urgently;
 pub use skew::WARN_THRESHOLD as SKEW_WARN_THRESHOLD;

@@ -408,6 +408,41 @@ pub struct ChannelPage {
     pub total: Option<u64>,
     /// Entries that could not be read, with the reason; the rest of the page is kept.
     pub skipped: Vec<String>,
+    /// The digest of the body the page was read from, when it was read from one.
+    pub digest: Option<PageDigest>,
+}
+
+/// The SHA-256 of a channel page's body. A page whose body has the digest of the same page of
+/// the last listing holds what that page held, to the byte: the engine does not read it again
+/// (see `ChannelView::replay_page`). At rest, every page of a listing is such a page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PageDigest([u8; 32]);
+
+impl PageDigest {
+    /// The digest of `body`.
+    pub fn of(body: &[u8]) -> PageDigest {
+        use sha2::Digest as _;
+        PageDigest(sha2::Sha256::digest(body).into())
+    }
+}
+
+impl fmt::Debug for PageDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PageDigest(")?;
+        for b in &self.0[..8] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A page of the channel list, as read by a caller that knew a digest for it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListedPage {
+    /// The page, read: its body's digest was not the one known.
+    Read(ChannelPage),
+    /// The body had the digest known, and was not read again.
+    Unchanged,
 }
 
 /// Where a piece of text is in [`ChannelPage::text`].
@@ -515,6 +550,27 @@ impl ChannelPage {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// What tells whether a listing is complete.
+    pub fn shape(&self) -> PageShape {
+        PageShape {
+            channels: self.len(),
+            skipped: self.skipped.len(),
+            total: self.total,
+        }
+    }
+}
+
+/// The counts of a channel page that decide whether a listing is complete (see
+/// `ListingProgress::count`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageShape {
+    /// Channels read.
+    pub channels: usize,
+    /// Entries that could not be read.
+    pub skipped: usize,
+    /// `total` as the API gave it.
+    pub total: Option<u64>,
 }
 
 impl PartialEq for ChannelPage {

@@ -520,34 +520,33 @@ mod tests {
         }
     }
 
+    /// A single read of channel `id` (not recording), made and applied at `t`.
+    fn read_one(view: &mut ChannelView, id: &str, status: ChannelStatus, t: i64) -> Change {
+        view.apply(channel(id, status, false).borrowed(), t, t)
+    }
+
+    /// [`read_one`] for a channel on a page of the listing begun last.
+    fn read_listed(
+        view: &mut ChannelView,
+        id: &str,
+        status: ChannelStatus,
+        t: i64,
+    ) -> Option<Change> {
+        view.apply_listed(channel(id, status, false).borrowed(), t, t)
+    }
+
     #[test]
     fn live_since_is_the_first_observation_of_an_unbroken_publishing_session() {
         let mut view = ChannelView::default();
         assert_eq!(
-            view.apply(
-                channel("a", ChannelStatus::Publishing, false).borrowed(),
-                1_000,
-                1_000
-            ),
+            read_one(&mut view, "a", ChannelStatus::Publishing, 1_000),
             Change::New
         );
-        view.apply(
-            channel("a", ChannelStatus::Publishing, false).borrowed(),
-            2_000,
-            2_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Publishing, 2_000);
         assert_eq!(view.get("a").unwrap().live_since, Some(1_000));
-        view.apply(
-            channel("a", ChannelStatus::Ready, false).borrowed(),
-            3_000,
-            3_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Ready, 3_000);
         assert_eq!(view.get("a").unwrap().live_since, None);
-        view.apply(
-            channel("a", ChannelStatus::Publishing, false).borrowed(),
-            4_000,
-            4_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Publishing, 4_000);
         assert_eq!(view.get("a").unwrap().live_since, Some(4_000));
     }
 
@@ -563,21 +562,9 @@ mod tests {
     #[test]
     fn touched_channels_are_those_added_changed_or_removed_since_last_taken() {
         let mut view = ChannelView::default();
-        view.apply(
-            channel("a", ChannelStatus::Ready, false).borrowed(),
-            1_000,
-            1_000,
-        );
-        view.apply(
-            channel("b", ChannelStatus::Ready, false).borrowed(),
-            1_000,
-            1_000,
-        );
-        view.apply(
-            channel("c", ChannelStatus::Ready, false).borrowed(),
-            1_000,
-            1_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Ready, 1_000);
+        read_one(&mut view, "b", ChannelStatus::Ready, 1_000);
+        read_one(&mut view, "c", ChannelStatus::Ready, 1_000);
         assert_eq!(
             view.take_touched(),
             Touched::All,
@@ -585,26 +572,14 @@ mod tests {
         );
         view.begin_listing();
         for id in ["a", "b", "c"] {
-            view.apply_listed(
-                channel(id, ChannelStatus::Ready, false).borrowed(),
-                2_000,
-                2_000,
-            );
+            read_listed(&mut view, id, ChannelStatus::Ready, 2_000);
         }
         view.set_recording("a", false);
         view.retain_listed();
         assert!(view.take_touched().is_empty(), "the same values again");
         view.begin_listing();
-        view.apply_listed(
-            channel("a", ChannelStatus::Publishing, false).borrowed(),
-            3_000,
-            3_000,
-        );
-        view.apply_listed(
-            channel("b", ChannelStatus::Ready, false).borrowed(),
-            3_000,
-            3_000,
-        );
+        read_listed(&mut view, "a", ChannelStatus::Publishing, 3_000);
+        read_listed(&mut view, "b", ChannelStatus::Ready, 3_000);
         view.set_recording("b", true);
         view.retain_listed();
         assert_eq!(ids(view.take_touched()), ["a", "b", "c"]);
@@ -614,33 +589,17 @@ mod tests {
     #[test]
     fn touched_channels_given_back_add_up_and_all_of_them_stays_all() {
         let mut view = ChannelView::default();
-        view.apply(
-            channel("a", ChannelStatus::Ready, false).borrowed(),
-            1_000,
-            1_000,
-        );
-        view.apply(
-            channel("b", ChannelStatus::Ready, false).borrowed(),
-            1_000,
-            1_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Ready, 1_000);
+        read_one(&mut view, "b", ChannelStatus::Ready, 1_000);
         let everything = view.take_touched();
-        view.apply(
-            channel("a", ChannelStatus::Publishing, false).borrowed(),
-            2_000,
-            2_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Publishing, 2_000);
         view.touch(everything);
         assert_eq!(
             view.take_touched(),
             Touched::All,
             "a failed store of all of them"
         );
-        view.apply(
-            channel("a", ChannelStatus::Ready, false).borrowed(),
-            3_000,
-            3_000,
-        );
+        read_one(&mut view, "a", ChannelStatus::Ready, 3_000);
         let some = view.take_touched();
         view.set_recording("b", true);
         view.touch(some);
@@ -812,11 +771,7 @@ mod tests {
         // first page, has them read until a listing finds nothing to change.
         view.apply(channels[1].borrowed(), 6_500, 6_500);
         assert_eq!(list(&mut view, 7_000), [true, true]);
-        view.apply(
-            channel("c1", ChannelStatus::Publishing, false).borrowed(),
-            7_500,
-            7_500,
-        );
+        read_one(&mut view, "c1", ChannelStatus::Publishing, 7_500);
         assert_eq!(list(&mut view, 8_000), [false, false]);
         assert!(!view.is_live("c1"));
         assert_eq!(list(&mut view, 9_000), [false, true]);
@@ -1002,20 +957,12 @@ mod tests {
             5_000,
         );
         assert_eq!(
-            view.apply(
-                channel("a", ChannelStatus::Publishing, false).borrowed(),
-                4_000,
-                4_000
-            ),
+            read_one(&mut view, "a", ChannelStatus::Publishing, 4_000),
             Change::Same
         );
         assert!(view.get("a").unwrap().channel.is_recording);
         assert_eq!(
-            view.apply(
-                channel("a", ChannelStatus::Publishing, false).borrowed(),
-                6_000,
-                6_000
-            ),
+            read_one(&mut view, "a", ChannelStatus::Publishing, 6_000),
             Change::Changed
         );
     }

@@ -2045,8 +2045,13 @@ poll_interval = "1s"
         assert_eq!(api.calls(Operation::StartRecord), 1);
     }
 
-    #[tokio::test]
-    async fn a_hint_that_arrives_during_a_listing_is_served_while_the_page_is_on_its_way() {
+    /// 250 channels (three pages), the first page of every listing held at a gate. After
+    /// `listings` listings (reconcile's the first), c240, on the last page, goes live and is
+    /// hinted while the first page of the next one hangs; the gate opens once it is started.
+    /// Returns the calls of that tick, in order, and its report.
+    async fn hint_while_page_1_hangs(
+        listings: u32,
+    ) -> (Vec<String>, TickReport, Arc<MemoryLiveStation>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("unit.db"))
             .await
@@ -2067,26 +2072,39 @@ poll_interval = "1s"
         );
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut engine = Engine::new(config_with(dir.path(), &refs), network, store, 1_000);
-        gate.add_permits(1); // the first page read by reconcile goes through
+        // The first pages of the listings before go through.
+        gate.add_permits(listings as usize);
         assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        for n in 1..listings {
+            engine.tick(1_000 * (1 + i64::from(n))).await.expect("tick");
+        }
         let (tx, rx) = mpsc::channel(8);
         engine.wakes = Some(rx);
         log.lock().expect("log").clear();
-        // The first page of the listing hangs (until the test opens the gate); meanwhile c240,
-        // on the last page, goes live and is hinted.
         let watch = async {
-            let held = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 2).await;
+            let held = eventually(|| {
+                arrived.load(std::sync::atomic::Ordering::SeqCst) == listings as usize + 1
+            })
+            .await;
             api.set_publishing("c240", true);
             tx.send(Wake::Channel("c240".into())).await.expect("sent");
             let started = eventually(|| api.channel("c240").is_some_and(|c| c.is_recording)).await;
-            gate.add_permits(1);
+            // Page 1, and page 1 again should it be asked for twice.
+            gate.add_permits(2);
             (held, started)
         };
-        let (ticked, (held, started)) = tokio::join!(engine.tick(2_000), watch);
-        ticked.expect("tick");
+        let now = 1_000 * (1 + i64::from(listings));
+        let (ticked, (held, started)) = tokio::join!(engine.tick(now), watch);
+        let report = ticked.expect("tick");
         assert!(held, "the listing began");
         assert!(started, "the hint waited for the page");
         let log = log.lock().expect("log").clone();
+        (log, report, api)
+    }
+
+    #[tokio::test]
+    async fn a_hint_that_arrives_during_a_listing_is_served_while_the_page_is_on_its_way() {
+        let (log, _, api) = hint_while_page_1_hangs(1).await;
         assert_eq!(
             &log[..4],
             ["list 1", "get c240", "start c240", "list 2"],
@@ -2099,47 +2117,8 @@ poll_interval = "1s"
     /// while it was on its way: it is asked for again and read.
     #[tokio::test]
     async fn a_page_unchanged_while_a_hint_changed_the_view_is_read_again() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("unit.db"))
-            .await
-            .expect("database");
-        let api = Arc::new(MemoryLiveStation::new(1_000));
-        let ids = many(250);
-        for id in &ids {
-            api.add_channel(id, false);
-        }
-        let network = Network {
-            held: vec![(Operation::ListChannels, "page 1")],
-            ..Network::new(api.clone())
-        };
-        let (gate, arrived, log) = (
-            network.gate.clone(),
-            network.arrived.clone(),
-            network.log.clone(),
-        );
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let mut engine = Engine::new(config_with(dir.path(), &refs), network, store, 1_000);
-        // The first page of reconcile's listing and of the next one go through.
-        gate.add_permits(2);
-        assert!(engine.reconcile(1_000).await.expect("reconcile"));
-        let report = engine.tick(2_000).await.expect("tick");
-        assert_eq!(report.pages_read, 3);
-        let (tx, rx) = mpsc::channel(8);
-        engine.wakes = Some(rx);
-        log.lock().expect("log").clear();
-        // Page 1 hangs; meanwhile c240, on page 3, goes live and is hinted and started.
-        let watch = async {
-            let held = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 3).await;
-            api.set_publishing("c240", true);
-            tx.send(Wake::Channel("c240".into())).await.expect("sent");
-            let started = eventually(|| api.channel("c240").is_some_and(|c| c.is_recording)).await;
-            gate.add_permits(2);
-            (held, started)
-        };
-        let (ticked, (held, started)) = tokio::join!(engine.tick(3_000), watch);
-        let report = ticked.expect("tick");
-        assert!(held && started);
-        let log = log.lock().expect("log").clone();
+        // After two listings, the pages are known.
+        let (log, report, api) = hint_while_page_1_hangs(2).await;
         assert_eq!(
             log,
             [

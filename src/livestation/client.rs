@@ -382,11 +382,7 @@ impl Client {
         page_no: u32,
         page_size: u32,
     ) -> Result<Reply<ChannelPage>, ApiError> {
-        let target = format!(
-            "{}/channels?pageNo={page_no}&pageSizeNo={page_size}",
-            self.inner.region.prefix()
-        );
-        let call = Call::new(Operation::ListChannels, Method::GET, target, None);
+        let call = self.channels_page_call(page_no, page_size);
         self.call(call, |body| {
             let mut page = model::parse_channel_page(body)?;
             page.digest = Some(PageDigest::of(body));
@@ -403,11 +399,7 @@ impl Client {
         page_size: u32,
         known: Option<PageDigest>,
     ) -> Result<Reply<ListedPage>, ApiError> {
-        let target = format!(
-            "{}/channels?pageNo={page_no}&pageSizeNo={page_size}",
-            self.inner.region.prefix()
-        );
-        let call = Call::new(Operation::ListChannels, Method::GET, target, None);
+        let call = self.channels_page_call(page_no, page_size);
         self.call(call, |body| {
             let digest = PageDigest::of(body);
             if known == Some(digest) {
@@ -418,6 +410,15 @@ impl Client {
             Ok(ListedPage::Read(page))
         })
         .await
+    }
+
+    /// `GET {prefix}/channels?pageNo=&pageSizeNo=`.
+    fn channels_page_call(&self, page_no: u32, page_size: u32) -> Call<'static> {
+        let target = format!(
+            "{}/channels?pageNo={page_no}&pageSizeNo={page_size}",
+            self.inner.region.prefix()
+        );
+        Call::new(Operation::ListChannels, Method::GET, target, None)
     }
 
     /// Every channel: pages of [`CHANNEL_PAGE_SIZE`] from `pageNo=1` until `total` entries have

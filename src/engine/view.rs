@@ -369,15 +369,12 @@ impl ChannelView {
         }
         let changed = prev.channel.is_recording != channel.is_recording
             || prev.channel.channel_status != *channel.channel_status;
-        let live_since = match (channel.channel_status.is_live(), prev.live_since) {
+        // Moves only with the status, which the comparison below counts.
+        prev.live_since = match (channel.channel_status.is_live(), prev.live_since) {
             (true, None) => Some(now),
             (true, since) => since,
             (false, _) => None,
         };
-        if live_since != prev.live_since {
-            prev.live_since = live_since;
-            self.shaken += 1;
-        }
         prev.as_of = as_of;
         if prev.channel != channel {
             self.shaken += 1;

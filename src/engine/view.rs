@@ -408,14 +408,9 @@ impl ChannelView {
     /// Takes the channel's entry out into a view of its own (see `Actions::detach`).
     pub(crate) fn detach(&mut self, channel_id: &str) -> ChannelView {
         let mut part = ChannelView {
-            seen: IndexMap::new(),
             touched: Touched::none(),
             listing: self.listing,
-            next: 0,
-            live: HashSet::new(),
-            recording: HashSet::new(),
-            shaken: 0,
-            pages: Vec::new(),
+            ..ChannelView::default()
         };
         // Out of the listing's order: the next listing puts it back in place.
         if let Some(seen) = self.seen.swap_remove(channel_id) {

@@ -1,6 +1,9 @@
 //! The manual pages and shell completions: generated from the clap definitions by the binary,
 //! shipped from `packaging/`, and checked here against each other and against `--help`.
 
+#[path = "support/tools.rs"]
+mod tools;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -192,7 +195,7 @@ fn man_renders_the_shipped_page_without_warnings() {
         .env("MANWIDTH", "100")
         .output()
     else {
-        eprintln!("SKIPPED: man is not installed (apt-get install man-db)");
+        tools::MAN.skip("not on PATH");
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);

@@ -20,7 +20,7 @@ use lsrecd::emulator::{ChannelSpec, Operation, RunningEmulator};
 use support::emulator::{emulator, is_recording};
 use support::process::Process;
 use support::site::{channel_table, config_text, free_port, query};
-use support::{wait_for, write_private};
+use support::{tools, wait_for, write_private};
 
 const ON_AIR: &str = "ls-20260101000000-HostA";
 const LATE: [&str; 2] = ["ls-20260101000000-HostB", "ls-20260101000000-HostC"];
@@ -406,12 +406,11 @@ async fn a_database_the_file_system_refuses_to_write_holds_every_start_until_it_
     let mut wal = site.database.clone().into_os_string();
     wal.push("-wal");
     let Some(read_only) = Immutable::set(vec![site.database.clone(), PathBuf::from(wal)]) else {
-        // CI runs as root on a file system with the flag and sets this, so it cannot skip there.
-        assert!(
-            std::env::var_os("LSRECD_REQUIRE_PRIVILEGED").is_none(),
-            "LSRECD_REQUIRE_PRIVILEGED is set but chattr +i failed"
+        // CI runs as root on a file system with the flag and sets the switch, so it cannot skip
+        // there.
+        tools::PRIVILEGED.skip(
+            "chattr +i failed: it needs root (CAP_LINUX_IMMUTABLE) and a file system with the flag",
         );
-        eprintln!("skipped: chattr +i needs root (CAP_LINUX_IMMUTABLE) and a file system with it");
         return;
     };
     while_failing(&site, &emu, &daemon).await;

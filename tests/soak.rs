@@ -38,9 +38,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use support::emulator::EmulatorProcess;
-use support::exposition;
 use support::site::{ACCESS_KEY, SECRET_KEY, Site, free_port};
 use support::wait_for;
+use support::{exposition, tools};
 
 /// The default fault mix, on the calls that change something.
 const DEFAULT_MIX: &str = "start_record+stop_record@status_5xx=20,rate_limit=10:retry_after=1,\
@@ -447,6 +447,16 @@ fn count_failed_per_outage(site: &Site, report: &mut Report) {
 
 /// `lsrecd_time_to_recording_seconds{trigger="live"}`: (count, sum), if the daemon served it.
 async fn read_metrics(port: u16) -> Option<(f64, f64)> {
+    let parser = match exposition::probe() {
+        Ok(parser) => parser,
+        Err(why) if tools::PROMETHEUS_PARSER.required() => {
+            panic!("{why}, and LSRECD_REQUIRE_PROMETHEUS_PARSER=1")
+        }
+        Err(why) => {
+            println!("lsrecd_time_to_recording_seconds not read: {why}");
+            return None;
+        }
+    };
     let text = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -459,7 +469,7 @@ async fn read_metrics(port: u16) -> Option<(f64, f64)> {
         .text()
         .await
         .ok()?;
-    let families = exposition::parse(&text);
+    let families = parser.parse(&text);
     let find = |name: &str| {
         exposition::samples(&families)
             .into_iter()

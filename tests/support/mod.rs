@@ -16,6 +16,7 @@ pub mod process;
 pub mod proxy;
 pub mod signed;
 pub mod site;
+pub mod tools;
 
 use std::fmt;
 use std::path::Path;

@@ -440,6 +440,12 @@ env CREDENTIALS_DIRECTORY=/etc/lsrecd lsrecd check --next 3
 SH
 for year in 2028 2032 2036; do said "$year-02-29T09:00:00\\+09:00"; done
 ! grep -q 2040-02-29 "$work/runbook.out" || fail "--next 3 printed a fourth fire time"
+runbook <<'SH'
+env CREDENTIALS_DIRECTORY=/etc/lsrecd lsrecd probe
+SH
+said '^keys and region: *accepted$'
+said "^  $channel \(studio-a\): PUBLISHING"
+said '^result: usable$'
 cp /etc/lsrecd/config.toml "$work/studio-seoul.toml"
 runbook <<'SH'
 lsrecd check --no-credentials --config ./studio-seoul.toml

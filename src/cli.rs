@@ -72,6 +72,9 @@ pub enum Command {
     Start(ManualArgs),
     /// End a manual claim (stops the recording if no other claim holds the channel).
     Stop(ManualArgs),
+    /// Check the Live Station account read-only before go-live: credentials, clock, paging,
+    /// error statuses, the configured channels and their records.
+    Probe(ProbeArgs),
     /// Run a local Live Station emulator.
     Emulator(EmulatorArgs),
     /// Run the emulator and the daemon together with a sample configuration; no account needed.
@@ -141,6 +144,13 @@ pub struct RecordsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ManualArgs {
     /// Channel id or label from the configuration.
     pub channel: String,
@@ -193,6 +203,14 @@ pub struct EmulatorArgs {
     /// gives each operation the same sequence of faults.
     #[arg(long, value_name = "N", requires = "fault_mix")]
     pub fault_seed: Option<u64>,
+    /// What the channel list's `total` counts: every matching channel, the entries of the
+    /// page, or nothing (no `total`). The reference allows each reading.
+    #[arg(long, value_enum, default_value = "all")]
+    pub total: crate::emulator::TotalMeaning,
+    /// HTTP status of the ordinary refusals (`250005 NOT_AVAILABLE` of a start or stop the
+    /// channel's state refuses, `250004 NOT_FOUND`); the reference does not give one.
+    #[arg(long, value_name = "STATUS", default_value_t = 400, value_parser = clap::value_parser!(u16).range(200..600))]
+    pub refusal_status: u16,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +268,7 @@ async fn dispatch(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Run => commands::run::run(g).await,
         Command::Check(a) => commands::check::run(g, a).await,
+        Command::Probe(a) => commands::probe::run(g, a).await,
         Command::Status(a) => commands::report::status(g, a).await,
         Command::Records(a) => commands::report::records(g, a).await,
         Command::Start(a) => commands::manual::start(g, a).await,

@@ -10,6 +10,10 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// EX_UNAVAILABLE: the API could not be reached by a one-shot command.
 pub const UNAVAILABLE: u8 = 69;
+/// EX_PROTOCOL: the API answered in a way the command could not make sense of.
+pub const PROTOCOL: u8 = 76;
+/// EX_NOPERM: the API refused the credentials or their permissions.
+pub const NOPERM: u8 = 77;
 /// EX_CONFIG: the configuration is invalid.
 pub const CONFIG: u8 = 78;
 

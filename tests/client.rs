@@ -15,7 +15,7 @@ use chrono::{TimeDelta, Utc};
 
 use lsrecd::emulator::{
     Behaviour, ChannelSpec, Emulator, EmulatorOptions, Fault, FaultRule, Lifecycle, Operation,
-    RecordFormat, RecordType, RunningEmulator,
+    RecordFormat, RecordType, RunningEmulator, TotalMeaning,
 };
 use lsrecd::livestation::model::Record;
 use lsrecd::livestation::{
@@ -142,38 +142,75 @@ fn assert_close(actual: TimeDelta, expected: TimeDelta) {
 
 // ---- every call ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn listing_250_channels_reads_three_pages_and_returns_every_channel_once_in_order() {
+/// Lists `n` channels with the emulator's `total` meaning `meaning`; returns the pages asked
+/// for (their `pageNo`) after checking that every channel was listed once, in order.
+async fn list_with_total(n: usize, meaning: TotalMeaning) -> Vec<String> {
     let emu = emulator().await;
     let ctl = emu.control();
-    let ids = ctl.add_channels(250, "bench");
+    ctl.set_behaviour(Behaviour {
+        total: meaning,
+        ..Behaviour::default()
+    });
+    let ids = ctl.add_channels(n, "bench");
     let proxy = Proxy::start(&emu.base_url(), DateHeader::Upstream).await;
     let client = client_for(config(&proxy.base_url(), Region::Kr));
 
     let reply = client.list_channels().await.expect("listing succeeds");
 
     let listed: Vec<&str> = reply.value.channels().map(|c| c.channel_id).collect();
-    assert_eq!(listed, ids);
-    assert_eq!(reply.value.total, Some(250));
+    assert_eq!(listed, ids, "{meaning:?}");
     assert!(reply.value.skipped.is_empty(), "{:?}", reply.value.skipped);
-    assert_eq!(reply.meta.attempts, 3, "one request per page");
-    assert_eq!(ctl.counters().calls_of(Operation::ListChannels), 3);
+    let pages = ctl.counters().calls_of(Operation::ListChannels);
+    assert_eq!(
+        u64::from(reply.meta.attempts),
+        pages,
+        "one request per page"
+    );
     let stats = client.stats();
     assert_eq!(
         stats.calls.get(&(ClientOperation::ListChannels, "ok")),
-        Some(&3)
+        Some(&pages)
     );
     let targets: Vec<String> = proxy.seen().into_iter().map(|s| s.target).collect();
-    assert_eq!(
-        targets,
-        [
-            "/api/v2/channels?pageNo=1&pageSizeNo=100",
-            "/api/v2/channels?pageNo=2&pageSizeNo=100",
-            "/api/v2/channels?pageNo=3&pageSizeNo=100",
-        ]
-    );
     proxy.shutdown().await;
     emu.shutdown().await;
+    targets
+}
+
+fn page_targets(pages: u32) -> Vec<String> {
+    (1..=pages)
+        .map(|n| format!("/api/v2/channels?pageNo={n}&pageSizeNo=100"))
+        .collect()
+}
+
+#[tokio::test]
+async fn listing_250_channels_reads_three_pages_whatever_total_counts() {
+    for meaning in [TotalMeaning::All, TotalMeaning::Page, TotalMeaning::Absent] {
+        let targets = list_with_total(250, meaning).await;
+        assert_eq!(targets, page_targets(3), "{meaning:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_listing_of_full_pages_ends_on_a_total_that_proved_itself_else_on_an_empty_page() {
+    // `total` said more than page 1 held: it counts the account, and 200 entries end it.
+    assert_eq!(
+        list_with_total(200, TotalMeaning::All).await,
+        page_targets(2)
+    );
+    // Otherwise only an empty (or short) page ends it: one call more.
+    for meaning in [TotalMeaning::Page, TotalMeaning::Absent] {
+        assert_eq!(
+            list_with_total(200, meaning).await,
+            page_targets(3),
+            "{meaning:?}"
+        );
+    }
+    // One full page whose `total` is 100 proves nothing either.
+    assert_eq!(
+        list_with_total(100, TotalMeaning::All).await,
+        page_targets(2)
+    );
 }
 
 #[tokio::test]

@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use lsrecd::livestation::ApiError;
 use lsrecd::livestation::client::classify;
 use lsrecd::livestation::model::{self, MalformedBody};
+use lsrecd::livestation::{ApiError, Refusal};
 use lsrecd::secret::Secret;
 use lsrecd::service::metrics::callback_result;
 use lsrecd::service::{
@@ -206,9 +206,15 @@ fn classification(result: &Result<(), ApiError>) -> String {
             error_name,
             ..
         }) => format!(
-            "rejected http={http_status} code={} name={}",
+            "rejected http={http_status} code={} name={} refusal={}",
             text(error_code),
-            text(error_name)
+            text(error_name),
+            match result.as_ref().err().and_then(ApiError::refusal) {
+                Some(Refusal::State) => "state",
+                Some(Refusal::NotFound) => "not_found",
+                Some(Refusal::BadRequest) => "bad_request",
+                None => "none",
+            }
         ),
         Err(ApiError::Malformed { http_status, .. }) => format!("malformed http={http_status}"),
     }
@@ -535,5 +541,138 @@ proptest! {
         let status = callback_status(&token, br#"{"channelId":"ls-20200327xxxxxx-aBCD3"}"#.to_vec());
         let expected = if token == TOKEN { 202 } else { 404 };
         prop_assert_eq!(status, expected);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference is loose about types: numbers may come as strings and the other way round,
+// `recordList` may be an object, an array, empty or null, `objectStorageUrl` `"-"` or absent,
+// `content` null on an empty page. Whatever the spelling, the same values are read.
+
+/// The numeric fields of a record, each with the value the test puts in it.
+const RECORD_NUMBERS: [(&str, i64); 8] = [
+    ("recordSeq", 3),
+    ("streamSeq", 1),
+    ("recordBeginTime", 1_700_000_000_000),
+    ("createdTime", 1_700_000_000_500),
+    ("shouldDeleteTime", 1_700_259_200_500),
+    ("duration", 3600),
+    ("videoBitrate", 5_000_000),
+    ("audioBitrate", 128_000),
+];
+
+/// A record with each numeric field a JSON number (`false`) or a string (`true`), and
+/// `objectStorageUrl` `"-"`, absent or a URL.
+fn record_json(as_text: &[bool], url: u8) -> serde_json::Value {
+    let mut record = serde_json::json!({
+        "recordType": "MP4",
+        "channelId": "ls-c",
+        "status": "RECORDING",
+    });
+    for ((name, value), text) in RECORD_NUMBERS.iter().zip(as_text) {
+        record[*name] = if *text {
+            serde_json::Value::from(value.to_string())
+        } else {
+            serde_json::Value::from(*value)
+        };
+    }
+    match url {
+        0 => record["objectStorageUrl"] = "-".into(),
+        1 => {}
+        _ => record["objectStorageUrl"] = "https://kr.object.ncloudstorage.com/b/r.mp4".into(),
+    }
+    record
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn numbers_are_read_the_same_whether_sent_as_numbers_or_as_strings(
+        as_text in prop::collection::vec(any::<bool>(), RECORD_NUMBERS.len()),
+        url in 0u8..3,
+        record_id_as_number in any::<bool>(),
+        list_as_array in any::<bool>(),
+    ) {
+        let record = record_json(&as_text, url);
+        let list = if list_as_array {
+            let mut entry = record.clone();
+            entry["recordId"] = if record_id_as_number { 7.into() } else { "7".into() };
+            serde_json::json!([entry])
+        } else {
+            serde_json::json!({ "7": record })
+        };
+        let body = serde_json::json!({ "content": { "recordList": list } }).to_string();
+        let set = model::parse_records(body.as_bytes()).expect("a record set");
+        prop_assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+        prop_assert_eq!(set.records.len(), 1);
+        let r = &set.records[0];
+        prop_assert_eq!(r.record_id, 7);
+        prop_assert_eq!(r.record_seq, Some(3));
+        prop_assert_eq!(r.stream_seq, Some(1));
+        prop_assert_eq!(r.record_begin_time, Some(1_700_000_000_000));
+        prop_assert_eq!(r.created_time, Some(1_700_000_000_500));
+        prop_assert_eq!(r.should_delete_time, Some(1_700_259_200_500));
+        prop_assert_eq!(r.duration, Some(3600));
+        prop_assert_eq!(r.video_bitrate, Some(5_000_000));
+        prop_assert_eq!(r.audio_bitrate, Some(128_000));
+        prop_assert_eq!(
+            r.object_storage_url.as_deref(),
+            (url == 2).then_some("https://kr.object.ncloudstorage.com/b/r.mp4")
+        );
+    }
+
+    #[test]
+    fn a_channel_s_numbers_and_flags_are_read_whatever_their_spelling(
+        created_as_text in any::<bool>(),
+        total_as_text in any::<bool>(),
+        id_as_number in any::<bool>(),
+    ) {
+        let created: serde_json::Value = if created_as_text {
+            "1700000000000".into()
+        } else {
+            1_700_000_000_000_i64.into()
+        };
+        let id: serde_json::Value = if id_as_number { 1234.into() } else { "1234".into() };
+        let total: serde_json::Value = if total_as_text { "1".into() } else { 1.into() };
+        let body = serde_json::json!({
+            "content": [{
+                "channelId": id,
+                "channelName": "studio",
+                "channelStatus": "PUBLISHING",
+                "isRecording": false,
+                "immediateOnAir": false,
+                "createdTime": created,
+            }],
+            "total": total,
+        })
+        .to_string();
+        let page = model::parse_channel_page(body.as_bytes()).expect("a page");
+        prop_assert!(page.skipped.is_empty(), "{:?}", page.skipped);
+        prop_assert_eq!(page.total, Some(1));
+        let channels: Vec<_> = page.channels().collect();
+        prop_assert_eq!(channels.len(), 1);
+        prop_assert_eq!(channels[0].channel_id, "1234");
+    }
+}
+
+#[test]
+fn an_empty_page_reads_as_empty_whether_content_is_null_missing_or_empty() {
+    for body in [
+        r#"{"content":null,"total":0}"#,
+        r#"{"content":[],"total":0}"#,
+        r#"{"content":[]}"#,
+        r#"{"total":0}"#,
+    ] {
+        let page = model::parse_channel_page(body.as_bytes()).expect(body);
+        assert_eq!(page.len(), 0, "{body}");
+    }
+    for body in [
+        r#"{"content":{"recordList":null}}"#,
+        r#"{"content":{"recordList":{}}}"#,
+        r#"{"content":{"recordList":[]}}"#,
+    ] {
+        let set = model::parse_records(body.as_bytes()).expect(body);
+        assert!(set.records.is_empty(), "{body}");
     }
 }

@@ -17,6 +17,7 @@ use support::exposition::{self, Family, value};
 fn every_metric_touched() -> Metrics {
     let m = Metrics::new();
     m.api_request("list_channels", "ok", Duration::from_millis(20));
+    m.api_entries_skipped("list_records", 2);
     m.set_recordings_active(1);
     m.recording_started("live");
     m.time_to_recording("live", 1.5);
@@ -78,6 +79,11 @@ fn every_metric_name_type_and_label_name_is_the_one_dashboards_use() {
         (
             "lsrecd_api_request_duration_seconds_count",
             "histogram",
+            &["operation"],
+        ),
+        (
+            "lsrecd_api_entries_skipped_total",
+            "counter",
             &["operation"],
         ),
         ("lsrecd_recordings_active", "gauge", &[]),
@@ -185,6 +191,7 @@ fn a_fresh_registry_parses_and_has_the_series_alerts_expect_at_zero() {
             ("lsrecd_build_info", "gauge"),
             ("lsrecd_api_requests", "counter"),
             ("lsrecd_api_request_duration_seconds", "histogram"),
+            ("lsrecd_api_entries_skipped", "counter"),
             ("lsrecd_recordings_active", "gauge"),
             ("lsrecd_recordings_started", "counter"),
             ("lsrecd_time_to_recording_seconds", "histogram"),

@@ -34,6 +34,9 @@ _lsrecd() {
             lsrecd,manpage)
                 cmd="lsrecd__subcmd__manpage"
                 ;;
+            lsrecd,probe)
+                cmd="lsrecd__subcmd__probe"
+                ;;
             lsrecd,records)
                 cmd="lsrecd__subcmd__records"
                 ;;
@@ -67,6 +70,9 @@ _lsrecd() {
             lsrecd__subcmd__help,manpage)
                 cmd="lsrecd__subcmd__help__subcmd__manpage"
                 ;;
+            lsrecd__subcmd__help,probe)
+                cmd="lsrecd__subcmd__help__subcmd__probe"
+                ;;
             lsrecd__subcmd__help,records)
                 cmd="lsrecd__subcmd__help__subcmd__records"
                 ;;
@@ -89,7 +95,7 @@ _lsrecd() {
 
     case "${cmd}" in
         lsrecd)
-            opts="-v -q -h -V --config --log-format --verbose --quiet --help --version run check status records start stop emulator demo completions manpage help"
+            opts="-v -q -h -V --config --log-format --verbose --quiet --help --version run check status records start stop probe emulator demo completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,7 +199,7 @@ _lsrecd() {
             return 0
             ;;
         lsrecd__subcmd__emulator)
-            opts="-v -q -h --listen --allow-remote --access-key --secret-key --channels --live --processing --transfer --retention --fault-mix --fault-seed --config --log-format --verbose --quiet --help"
+            opts="-v -q -h --listen --allow-remote --access-key --secret-key --channels --live --processing --transfer --retention --fault-mix --fault-seed --total --refusal-status --config --log-format --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +245,14 @@ _lsrecd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --total)
+                    COMPREPLY=($(compgen -W "all page absent" -- "${cur}"))
+                    return 0
+                    ;;
+                --refusal-status)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -255,7 +269,7 @@ _lsrecd() {
             return 0
             ;;
         lsrecd__subcmd__help)
-            opts="run check status records start stop emulator demo completions manpage help"
+            opts="run check status records start stop probe emulator demo completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,6 +366,20 @@ _lsrecd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lsrecd__subcmd__help__subcmd__probe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lsrecd__subcmd__help__subcmd__records)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -433,6 +461,28 @@ _lsrecd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsrecd__subcmd__probe)
+            opts="-v -q -h --json --config --log-format --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

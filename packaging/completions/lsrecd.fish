@@ -37,6 +37,7 @@ complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "status" -d 'Channels,
 complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "records" -d 'Recordings from the database'
 complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "start" -d 'Claim a channel manually: record it until `lsrecd stop` or its max_duration'
 complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "stop" -d 'End a manual claim (stops the recording if no other claim holds the channel)'
+complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "probe" -d 'Check the Live Station account read-only before go-live: credentials, clock, paging, error statuses, the configured channels and their records'
 complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "emulator" -d 'Run a local Live Station emulator'
 complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "demo" -d 'Run the emulator and the daemon together with a sample configuration; no account needed'
 complete -c lsrecd -n "__fish_lsrecd_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
@@ -88,6 +89,13 @@ json\t''"
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand stop" -s v -l verbose -d 'More log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand stop" -s q -l quiet -d 'Less log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand probe" -l config -d 'Configuration file' -r -F
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand probe" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
+json\t''"
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand probe" -l json -d 'Print one JSON object'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand probe" -s v -l verbose -d 'More log output (repeatable)'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand probe" -s q -l quiet -d 'Less log output (repeatable)'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand probe" -s h -l help -d 'Print help'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l listen -d 'Address to listen on (loopback unless --allow-remote)' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l access-key -d 'Access key the emulator accepts' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l secret-key -d 'Secret key the emulator accepts' -r
@@ -98,6 +106,10 @@ complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l transfer -d '
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l retention -d 'How long temporary recordings are kept (shouldDeleteTime - createdTime)' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l fault-mix -d 'A seeded share of requests get faults: `[OPS@]KIND=PERCENT[:PARAM=VALUE]...,...` (repeatable)' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l fault-seed -d 'Seed of the fault mix\'s random draws (default: random, printed at start); the same seed gives each operation the same sequence of faults' -r
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l total -d 'What the channel list\'s `total` counts: every matching channel, the entries of the page, or nothing (no `total`). The reference allows each reading' -r -f -a "all\t'Every channel matching the query, on every page'
+page\t'The entries of the page it comes with'
+absent\t'No `total` at all'"
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l refusal-status -d 'HTTP status of the ordinary refusals (`250005 NOT_AVAILABLE` of a start or stop the channel\'s state refuses, `250004 NOT_FOUND`); the reference does not give one' -r
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l config -d 'Configuration file' -r -F
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand emulator" -l log-format -d 'Log format on stderr' -r -f -a "text\t''
 json\t''"
@@ -127,14 +139,15 @@ json\t''"
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand manpage" -s v -l verbose -d 'More log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand manpage" -s q -l quiet -d 'Less log output (repeatable)'
 complete -c lsrecd -n "__fish_lsrecd_using_subcommand manpage" -s h -l help -d 'Print help'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "run" -d 'Run the daemon (what systemd runs)'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "check" -d 'Validate the configuration and print the next fire times of every schedule'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "status" -d 'Channels, active recordings, next occurrences, failures and expiring records, from the database'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "records" -d 'Recordings from the database'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "start" -d 'Claim a channel manually: record it until `lsrecd stop` or its max_duration'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "stop" -d 'End a manual claim (stops the recording if no other claim holds the channel)'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "emulator" -d 'Run a local Live Station emulator'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "demo" -d 'Run the emulator and the daemon together with a sample configuration; no account needed'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "manpage" -d 'Print the manual page (roff), or write every page to a directory'
-complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop emulator demo completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "run" -d 'Run the daemon (what systemd runs)'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "check" -d 'Validate the configuration and print the next fire times of every schedule'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "status" -d 'Channels, active recordings, next occurrences, failures and expiring records, from the database'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "records" -d 'Recordings from the database'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "start" -d 'Claim a channel manually: record it until `lsrecd stop` or its max_duration'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "stop" -d 'End a manual claim (stops the recording if no other claim holds the channel)'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "probe" -d 'Check the Live Station account read-only before go-live: credentials, clock, paging, error statuses, the configured channels and their records'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "emulator" -d 'Run a local Live Station emulator'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "demo" -d 'Run the emulator and the daemon together with a sample configuration; no account needed'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "manpage" -d 'Print the manual page (roff), or write every page to a directory'
+complete -c lsrecd -n "__fish_lsrecd_using_subcommand help; and not __fish_seen_subcommand_from run check status records start stop probe emulator demo completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 
 use crate::cli::{EmulatorArgs, GlobalArgs};
 use crate::emulator::{
-    DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Emulator, EmulatorOptions, FaultMix, Lifecycle,
+    Behaviour, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Emulator, EmulatorOptions, FaultMix,
+    Lifecycle,
 };
 use crate::exit::{CommandError, FAILURE, USAGE};
 use crate::secret::Secret;
@@ -75,7 +76,14 @@ pub async fn run(_g: &GlobalArgs, a: EmulatorArgs) -> Result<(), CommandError> {
             use rand::RngExt as _;
             Secret::new(format!("{:032x}", rand::rng().random::<u128>()))
         }),
-        ..EmulatorOptions::default()
+        behaviour: {
+            let mut behaviour = Behaviour {
+                total: a.total,
+                ..Behaviour::default()
+            };
+            behaviour.refuse_with_status(a.refusal_status);
+            behaviour
+        },
     };
     let control_auth = match &opts.control_token {
         Some(token) => format!("Authorization: Bearer {}", token.expose()),

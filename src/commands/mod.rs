@@ -5,6 +5,7 @@ pub mod demo;
 pub mod docs;
 pub mod emulator;
 pub mod manual;
+pub mod probe;
 pub mod report;
 pub mod run;
 

@@ -14,7 +14,7 @@ use super::App;
 use super::calls::now_us;
 use super::faults::{Fault, Operation};
 use super::gateway;
-use super::options::LiveStationError;
+use super::options::{LiveStationError, TotalMeaning};
 use super::state::ChannelListQuery;
 use crate::livestation::Region;
 use crate::livestation::model::{self, ChannelStatus};
@@ -301,7 +301,11 @@ fn answer(
         Route::ListChannels => {
             let q = channel_query(uri, st.behaviour.default_page_size)?;
             let (total, page) = st.list_channels(&q, region);
-            Ok(json!({ "content": page, "total": total }))
+            Ok(match st.behaviour.total {
+                TotalMeaning::All => json!({ "content": page, "total": total }),
+                TotalMeaning::Page => json!({ "content": page, "total": page.len() }),
+                TotalMeaning::Absent => json!({ "content": page }),
+            })
         }
         Route::GetChannel(id) => Ok(json!({ "content": st.channel_json(id, region)? })),
         Route::StartRecord(id) => {

@@ -27,9 +27,11 @@
 //! | `latency` | `ms` (required) |
 //! | `late_apply` | `hold_ms` (default 5000) |
 //! | `hold`, `apply_then_502`, `apply_then_hold`, `apply_then_drop`, `malformed_body` | none |
+//! | `live_station_error` | `code` (default 250000 `EXCEPTION`; `errorName` from the published table), `status` (HTTP, default 400) |
 //!
-//! Faults with structured bodies (`gateway_error`, `live_station_error`) are accepted in the JSON
-//! form only; record outcomes (`processing_fail`, `transfer_fail`) are not drawn from a mix (add
+//! `live_station_error` answers that error and does nothing, e.g.
+//! `start_record@live_station_error=50:code=250000:status=200`. `gateway_error` is accepted in
+//! the JSON form only; record outcomes (`processing_fail`, `transfer_fail`) are not drawn from a mix (add
 //! a fault rule for them).
 
 use std::collections::BTreeMap;
@@ -40,6 +42,8 @@ use serde::de::IntoDeserializer as _;
 use serde::{Deserialize, Serialize};
 
 use super::faults::{DEFAULT_LATE_HOLD_MS, Fault, Operation};
+use super::options::LiveStationError;
+use crate::livestation::codes;
 
 /// The operations a request can be for (every [`Operation`] but `Any`).
 const OPERATIONS: [Operation; 7] = [
@@ -252,7 +256,29 @@ fn fault_of(kind: &str, params: &mut BTreeMap<String, u64>) -> Result<Fault, Str
         "apply_then_hold" => Fault::ApplyThenHold,
         "apply_then_drop" => Fault::ApplyThenDrop,
         "malformed_body" => Fault::MalformedBody,
-        "gateway_error" | "live_station_error" => {
+        "live_station_error" => {
+            let code = take("code").unwrap_or(250000);
+            let status = take("status").unwrap_or(400);
+            if !(200..=599).contains(&status) {
+                return Err(format!(
+                    "live_station_error: status {status} is not an HTTP status"
+                ));
+            }
+            let text = code.to_string();
+            let name = codes::LIVE_STATION
+                .iter()
+                .find(|c| c.code == text)
+                .map_or("UNDOCUMENTED", |c| c.name);
+            Fault::LiveStationError {
+                error: LiveStationError::new(
+                    status as u16,
+                    i64::try_from(code).unwrap_or(i64::MAX),
+                    name,
+                    format!("{name} (emulated)"),
+                ),
+            }
+        }
+        "gateway_error" => {
             return Err(format!(
                 "{kind} needs a structured body: use the control API's JSON form"
             ));
@@ -265,7 +291,8 @@ fn fault_of(kind: &str, params: &mut BTreeMap<String, u64>) -> Result<Fault, Str
         other => {
             return Err(format!(
                 "unknown fault kind {other:?}; one of status_5xx, rate_limit, latency, \
-                 late_apply, hold, apply_then_502, apply_then_hold, apply_then_drop, malformed_body"
+                 late_apply, hold, apply_then_502, apply_then_hold, apply_then_drop, malformed_body, \
+                 live_station_error"
             ));
         }
     })

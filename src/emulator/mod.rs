@@ -59,6 +59,10 @@
 //! | `DELETED` records in the records list | listed for 24 h after `shouldDeleteTime`, then gone |
 //! | `pageSizeNo` absent | 20 (out of 1..=100 → 400 `250002 INVALID_FORMAT`) |
 //! | upload answer `uploadedRecords` | a map keyed by record id, like `recordList` |
+//! | what the channel list's `total` counts | every matching channel (`total`: `all`; or `page`: the entries of the page; or `absent`) |
+//!
+//! `lsrecd emulator --total page|absent` and `--refusal-status N` (the HTTP status of every
+//! `NOT_AVAILABLE` and `NOT_FOUND` above) choose the other readings at start.
 //!
 //! # HTTP control API
 //!
@@ -112,7 +116,7 @@ pub use faults::{DEFAULT_LATE_HOLD_MS, Fault, FaultRule, Operation};
 pub use mix::{FaultMix, FaultMixError, MixEntry, parse_spec as parse_fault_mix};
 pub use options::{
     Behaviour, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, EmulatorOptions, Lifecycle,
-    LiveStationError, WhileIdle, WhileRecording,
+    LiveStationError, TotalMeaning, WhileIdle, WhileRecording,
 };
 pub use state::{ChannelSpec, ControlError, Counters, RecordFormat, RecordType};
 

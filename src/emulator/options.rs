@@ -138,6 +138,22 @@ impl LiveStationError {
     }
 }
 
+impl Behaviour {
+    /// Gives every ordinary refusal (`NOT_AVAILABLE` of a start or stop the channel's state
+    /// refuses, `NOT_FOUND`) the HTTP status `http`: the reference does not say which it is.
+    pub fn refuse_with_status(&mut self, http: u16) {
+        self.start_not_publishing.http = http;
+        self.start_no_record.http = http;
+        if let WhileRecording::Reject { error } = &mut self.start_while_recording {
+            error.http = http;
+        }
+        if let WhileIdle::Reject { error } = &mut self.stop_while_idle {
+            error.http = http;
+        }
+        self.not_found_http = http;
+    }
+}
+
 /// The answer to `startRecord` on a channel that is already recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -182,6 +198,21 @@ pub struct Behaviour {
     pub deleted_records_listed_for: Option<Duration>,
     /// `pageSizeNo` when the request has none (undocumented).
     pub default_page_size: u32,
+    /// What the channel list's `total` counts (the reference only says "total response count").
+    pub total: TotalMeaning,
+}
+
+/// What the channel list's `total` counts: each reading the reference allows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalMeaning {
+    /// Every channel matching the query, on every page.
+    #[default]
+    All,
+    /// The entries of the page it comes with.
+    Page,
+    /// No `total` at all.
+    Absent,
 }
 
 impl Default for Behaviour {
@@ -199,6 +230,7 @@ impl Default for Behaviour {
             not_found_http: 400,
             deleted_records_listed_for: Some(Duration::from_secs(24 * 3600)),
             default_page_size: 20,
+            total: TotalMeaning::All,
         }
     }
 }

@@ -44,7 +44,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::livestation::{ApiError, ChannelStatus, LiveStation, Record, RecordSet, Sent};
+use crate::livestation::{
+    ApiError, ChannelStatus, LiveStation, Operation, Record, RecordSet, Sent,
+};
 use crate::store::{
     ActionOutcome, ActionRow, ActionState, EventKind, Mutation, NewAction, NewOutage,
     OccurrenceReason, OccurrenceState, OutageOutcome, Store, StoreError, Trigger,
@@ -115,6 +117,14 @@ impl Op {
 
     fn name(self) -> &'static str {
         self.mutation().as_str()
+    }
+
+    /// The API operation that sends it.
+    fn operation(self) -> Operation {
+        match self {
+            Op::Start => Operation::StartRecord,
+            Op::Stop(_) => Operation::StopRecord,
+        }
     }
 }
 
@@ -845,6 +855,7 @@ impl Actions {
                 for s in &skipped {
                     tracing::warn!(channel_id = id, entry = %s, "record entry could not be read");
                 }
+                ctx.notes.entries_skipped(job.op.operation(), skipped.len());
                 self.slot(id).job = Some(job.clone());
                 let settle = Settle {
                     action_ids: vec![action_id],

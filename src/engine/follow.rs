@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::Config;
-use crate::livestation::{ApiError, LiveStation, RecordSet, RecordStatus, Reply};
+use crate::livestation::{ApiError, LiveStation, Operation, RecordSet, RecordStatus, Reply};
 use crate::store::{ActionOutcome, ActionState, EventKind, Mutation, NewAction, Trigger};
 
 use futures_util::{StreamExt as _, stream};
@@ -116,6 +116,8 @@ impl Follower {
                     for s in &reply.value.skipped {
                         tracing::warn!(channel_id = %channel_id, entry = %s, "record entry could not be read; skipped");
                     }
+                    ctx.notes
+                        .entries_skipped(Operation::ListRecords, reply.value.skipped.len());
                     let changes = ctx
                         .store
                         .upsert_records(&reply.value.records, as_of)

@@ -62,7 +62,8 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
 use crate::livestation::{
-    ApiError, ChannelPage, Client, ListedPage, ListingProgress, LiveStation, PageShape, urgently,
+    ChannelPage, Client, ListedPage, ListingProgress, LiveStation, Operation, PageShape, Refusal,
+    urgently,
 };
 use crate::store::{ChannelChanges, EventKind, Store};
 
@@ -756,6 +757,8 @@ impl<A: LiveStation> Engine<A> {
                     for skipped in &page.skipped {
                         tracing::warn!(page_no, entry = %skipped, "channel entry could not be read; skipped");
                     }
+                    self.notes
+                        .entries_skipped(Operation::ListChannels, page.skipped.len());
                     listing.count(page_no, page.shape(), fresh)
                 }
                 // Listed as last time: every channel on it, and nothing new or changed.
@@ -1160,11 +1163,7 @@ impl<A: LiveStation> Engine<A> {
                         );
                     }
                 }
-                Err(
-                    e @ ApiError::Rejected {
-                        http_status: 404, ..
-                    },
-                ) => {
+                Err(e) if e.refusal() == Some(Refusal::NotFound) => {
                     self.actions.channel_gone(&ctx, &id, &e, now).await?;
                 }
                 Err(e) => {
@@ -1606,7 +1605,7 @@ mod tests {
     use super::*;
     use crate::livestation::client::{Permit, Reply, Sent};
     use crate::livestation::memory::{self, Behaviour, MemoryLiveStation};
-    use crate::livestation::{Channel, ListedPage, Operation, PageDigest, RecordSet};
+    use crate::livestation::{ApiError, Channel, ListedPage, Operation, PageDigest, RecordSet};
     use crate::store::ActionState;
 
     const CH: &str = "ls-unit";

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::livestation::{ApiError, SKEW_WARN_THRESHOLD};
+use crate::livestation::{ApiError, Operation, SKEW_WARN_THRESHOLD};
 use crate::service::metrics::Metrics;
 use crate::store::{EventKind, NewEvent, Store};
 
@@ -63,6 +63,14 @@ impl Notes {
             })
             .await?;
         Ok(())
+    }
+
+    /// Entries of an answer that could not be read and were skipped (each is logged where it
+    /// was read): counted in `lsrecd_api_entries_skipped_total{operation}`.
+    pub(crate) fn entries_skipped(&self, operation: Operation, n: usize) {
+        if let (Some(m), 1..) = (&self.metrics, n) {
+            m.api_entries_skipped(operation.as_str(), n as u64);
+        }
     }
 
     /// A call succeeded: credentials work (again).

@@ -33,6 +33,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
+use super::codes::{self, Meaning};
 use super::error::ApiError;
 use super::model::{
     self, Channel, ChannelPage, ErrorBody, ListedPage, MalformedBody, PageDigest, PageShape,
@@ -111,9 +112,6 @@ const H_ACCESS_KEY: &str = "x-ncp-iam-access-key";
 const H_SIGNATURE: &str = "x-ncp-apigw-signature-v2";
 const H_REGION: &str = "x-ncp-region_code";
 const H_TRACE_ID: &str = "x-ncp-trace-id";
-
-/// Gateway error codes that mean the backend was unreachable or failed: worth retrying.
-const GATEWAY_TRANSIENT_CODES: [&str; 3] = ["500", "510", "900"];
 
 /// Gateway error code for "Authentication Failed": missing or invalid signature, or a stale
 /// timestamp. Signed again once.
@@ -421,8 +419,9 @@ impl Client {
         Call::new(Operation::ListChannels, Method::GET, target, None)
     }
 
-    /// Every channel: pages of [`CHANNEL_PAGE_SIZE`] from `pageNo=1` until `total` entries have
-    /// been seen or a page comes back empty (without `total`, until a short page). Channels are
+    /// Every channel: pages of [`CHANNEL_PAGE_SIZE`] from `pageNo=1` until a page comes back
+    /// short or empty (or `total` entries have been seen, where `total` proved to count every
+    /// channel: see [`ListingProgress`]). Channels are
     /// deduplicated by id (the list may shift between pages); skipped entries of all pages are
     /// kept, prefixed with their page. `total` is the last page's. The first failing page fails
     /// the whole listing.
@@ -883,17 +882,26 @@ impl Listing {
 /// Counts the pages of a channel listing in and decides when it is complete: for
 /// [`Listing`], and for the engine, which reads page by page and keeps the channels in its own
 /// view (it tells which channels are listed for the first time).
+///
+/// The reference describes `total` only as the "total response count": an account may count
+/// every channel in it, or the entries of the page, or leave it out. So a listing ends on what
+/// it saw: a page shorter than the page size asked for, or empty. `total` ends it early only
+/// once the listing has shown that it counts every channel (page 1 said more than it held);
+/// otherwise it is only reported.
 #[derive(Default)]
 pub struct ListingProgress {
     /// Entries seen on all pages, read or skipped, duplicates included.
     entries: u64,
+    /// Whether `total` has shown that it counts every channel of the account.
+    total_counts_all: bool,
 }
 
 impl ListingProgress {
     /// Counts page `page_no` in, `new` of whose channels were not listed on an earlier page;
-    /// returns whether the listing is complete: a page came back empty, or as many entries as
-    /// `total` have been seen (without `total`, a page came back short), or a page only
-    /// repeated channels already listed (a server that ignores `pageNo`).
+    /// returns whether the listing is complete: a page came back empty or shorter than
+    /// [`CHANNEL_PAGE_SIZE`], or a page only repeated channels already listed (a server that
+    /// ignores `pageNo`), or — where `total` proved to count every channel — as many entries as
+    /// `total` have been seen.
     pub fn count(&mut self, page_no: u32, page: PageShape, new: usize) -> bool {
         let entries = (page.channels + page.skipped) as u64;
         self.entries += entries;
@@ -905,66 +913,114 @@ impl ListingProgress {
             );
             return true;
         }
-        entries == 0
-            || match page.total {
-                Some(total) => self.entries >= total,
-                None => entries < u64::from(CHANNEL_PAGE_SIZE),
-            }
+        if page_no == 1 {
+            self.total_counts_all = page.total.is_some_and(|total| total > entries);
+        }
+        if entries == 0 || entries < u64::from(CHANNEL_PAGE_SIZE) {
+            return true;
+        }
+        match page.total {
+            Some(total) if self.total_counts_all => self.entries >= total,
+            _ => false,
+        }
+    }
+
+    /// Whether `total` has shown, on page 1, that it counts every channel (it said more than
+    /// the page held).
+    pub fn total_counts_all(&self) -> bool {
+        self.total_counts_all
     }
 }
 
-/// Turns an HTTP answer into `Ok(())` (2xx) or the [`ApiError`] callers branch on.
+/// Turns an HTTP answer into `Ok(())` or the [`ApiError`] callers branch on.
 ///
-/// - 429 → [`ApiError::RateLimited`], `Retry-After` read as seconds or as an HTTP date
-///   (measured from the response's `Date` when there is one);
-/// - 401, 403 → [`ApiError::Unauthorized`] with the gateway's code, message and details;
-/// - 5xx, or gateway codes 500/510/900 → [`ApiError::Transient`] with `maybe_applied`;
-/// - any other status → [`ApiError::Rejected`] with Live Station's `errorCode`/`errorName`
-///   (or the gateway's code, e.g. 404/`300`) and message.
+/// The error object's code decides first, whatever the status (Live Station does not document
+/// the status of its own errors, and may put an error object under a 2xx), through the table in
+/// [`codes`]:
 ///
-/// A 2xx body that cannot be parsed becomes [`ApiError::Malformed`] when it is parsed.
+/// - transient codes (`250000 EXCEPTION`, gateway `500`, …) → [`ApiError::Transient`], maybe
+///   applied;
+/// - rate and quota codes, or HTTP 429 → [`ApiError::RateLimited`], `Retry-After` read as seconds
+///   or as an HTTP date (measured from the response's `Date` when there is one);
+/// - credential and permission codes (`250010 POLICY_CHECK_FAILED`, gateway `200`, …), or HTTP
+///   401/403 → [`ApiError::Unauthorized`];
+/// - state refusals, "not found" and bad requests → [`ApiError::Rejected`] (see
+///   [`ApiError::refusal`]);
+/// - a code in neither table → [`ApiError::Transient`], maybe applied: nothing says the call
+///   was not applied, nor that trying again is useless.
+///
+/// Without an error object (or with `250013 OPEN_API_OK`), a 2xx is `Ok` and the status
+/// decides the rest: 5xx transient, 404 not found, other statuses rejected. A 2xx body that
+/// cannot be parsed becomes [`ApiError::Malformed`] when it is parsed.
 pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    if (200..300).contains(&status) {
+    let success = (200..300).contains(&status);
+    // Most 2xx bodies are pages and records: only one that names `error` is parsed here.
+    if success && !mentions_error(body) {
         return Ok(());
     }
-    let error = ErrorBody::parse(body).unwrap_or_default();
-    let from_gateway = !error.is_from_live_station();
+    let error = ErrorBody::parse(body);
+    let meaning = error.as_ref().and_then(|e| {
+        let code = e.error_code.as_deref()?;
+        Some(codes::meaning(code, e.is_from_live_station()).unwrap_or_else(|| {
+            tracing::warn!(
+                http_status = status,
+                error_code = code,
+                error_name = e.error_name.as_deref(),
+                "an error code lsrecd does not know; taken as transient (a start or stop may have been applied)"
+            );
+            Meaning::Transient
+        }))
+    });
+    let meaning = match meaning {
+        Some(Meaning::Success) | None if success => return Ok(()),
+        Some(Meaning::Success) | None => None,
+        Some(m) => Some(m),
+    };
+    let error = error.unwrap_or_default();
     let code = error.error_code.clone();
-    if status == 429 {
-        return Err(ApiError::RateLimited {
+    let meaning = match (status, meaning) {
+        // The gateway's throttle, whatever the body says.
+        (429, _) => Meaning::RateLimited,
+        (_, Some(m)) => m,
+        (401 | 403, None) => Meaning::Unauthorized,
+        (500.., None) => Meaning::Transient,
+        (404, None) => Meaning::Gone,
+        _ => Meaning::WaitForState,
+    };
+    Err(match meaning {
+        Meaning::RateLimited => ApiError::RateLimited {
             retry_after: retry_after(headers),
             error_code: code,
-        });
-    }
-    if status == 401 || status == 403 {
-        return Err(ApiError::Unauthorized {
+        },
+        Meaning::Unauthorized => ApiError::Unauthorized {
             http_status: status,
             error_code: code.unwrap_or_else(|| "-".into()),
             message: error
                 .message
                 .clone()
+                .or_else(|| error.error_name.clone())
                 .unwrap_or_else(|| status_reason(status).to_string()),
             details: error.details.clone(),
-        });
-    }
-    let gateway_transient = from_gateway
-        && code
-            .as_deref()
-            .is_some_and(|c| GATEWAY_TRANSIENT_CODES.contains(&c));
-    if status >= 500 || gateway_transient {
-        return Err(ApiError::Transient {
+        },
+        Meaning::Transient | Meaning::Success => ApiError::Transient {
             http_status: Some(status),
-            error_code: code,
             reason: describe(status, &error, body),
+            error_code: code,
             maybe_applied: true,
-        });
-    }
-    Err(ApiError::Rejected {
-        http_status: status,
-        error_code: code,
-        error_name: error.error_name.clone(),
-        message: describe(status, &error, body),
+        },
+        Meaning::WaitForState | Meaning::Gone | Meaning::BadRequest => ApiError::Rejected {
+            http_status: status,
+            error_code: code,
+            error_name: error.error_name.clone(),
+            message: describe(status, &error, body),
+        },
     })
+}
+
+/// Whether a body contains the key `"error"` anywhere: cheap, and true for every error object
+/// (a false positive is only parsed for nothing).
+fn mentions_error(body: &[u8]) -> bool {
+    body.windows(7).any(|w| w == b"\"error\"")
 }
 
 /// Turns a request that got no (complete) answer into [`ApiError::Transient`].
@@ -1164,6 +1220,7 @@ mod tests {
     use axum::response::Response;
 
     use super::*;
+    use crate::livestation::Refusal;
     use crate::secret::Secret;
 
     const ACCESS: &str = "NCPTESTACCESSKEY0001";
@@ -1552,45 +1609,83 @@ mod tests {
         page
     }
 
+    /// `n` distinct ids starting with `prefix`.
+    fn ids(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    fn strs(ids: &[String]) -> Vec<&str> {
+        ids.iter().map(String::as_str).collect()
+    }
+
     #[test]
     fn listing_dedupes_channels_and_keeps_skipped_entries_of_every_page() {
+        let first = ids("a", 100);
+        let mut second = ids("b", 49);
+        second.push("a99".into());
         let mut listing = Listing::default();
-        assert!(!listing.add(1, page(&["a", "b"], 0, Some(5))));
+        assert!(!listing.add(1, page(&strs(&first), 0, Some(250))));
         assert!(
-            listing.add(2, page(&["b", "c"], 1, Some(5))),
-            "5 entries seen"
+            listing.add(2, page(&strs(&second), 1, Some(250))),
+            "a short page ends it"
         );
-        let ids: Vec<_> = listing.page.channels().map(|c| c.channel_id).collect();
-        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(listing.page.len(), 149);
         assert_eq!(listing.page.skipped, ["page 2: content[0]: bad"]);
     }
 
     #[test]
     fn listing_stops_at_an_empty_page_even_if_total_promises_more() {
         let mut listing = Listing::default();
-        assert!(!listing.add(1, page(&["a"], 0, Some(10))));
-        assert!(listing.add(2, page(&[], 0, Some(10))));
-        assert_eq!(listing.page.len(), 1);
+        assert!(!listing.add(1, page(&strs(&ids("a", 100)), 0, Some(1000))));
+        assert!(listing.add(2, page(&[], 0, Some(1000))));
+        assert_eq!(listing.page.len(), 100);
     }
 
     #[test]
-    fn listing_without_total_stops_at_a_short_page() {
-        let ids: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
-        let full: Vec<&str> = ids.iter().map(String::as_str).collect();
+    fn listing_stops_at_a_short_page_whatever_total_says() {
+        for total in [None, Some(1), Some(100), Some(250), Some(1000)] {
+            let mut listing = Listing::default();
+            assert!(!listing.add(1, page(&strs(&ids("a", 100)), 0, total)));
+            assert!(listing.add(2, page(&["x"], 0, total)), "{total:?}");
+        }
+    }
+
+    #[test]
+    fn a_total_that_counts_the_page_does_not_end_the_listing_after_page_1() {
         let mut listing = Listing::default();
-        assert!(!listing.add(1, page(&full, 0, None)));
-        assert!(listing.add(2, page(&["x"], 0, None)));
+        for n in 1..=2 {
+            let ids = ids(&format!("p{n}-"), 100);
+            assert!(!listing.add(n, page(&strs(&ids), 0, Some(100))), "page {n}");
+        }
+        assert!(listing.add(3, page(&strs(&ids("p3-", 50)), 0, Some(50))));
+        assert_eq!(listing.page.len(), 250);
+    }
+
+    #[test]
+    fn a_total_that_proved_to_count_every_channel_ends_a_listing_of_full_pages() {
+        // Page 1 said more than it held: `total` counts the account, and 200 entries end the
+        // listing without an empty third page.
+        let mut listing = Listing::default();
+        assert!(!listing.add(1, page(&strs(&ids("a", 100)), 0, Some(200))));
+        assert!(listing.add(2, page(&strs(&ids("b", 100)), 0, Some(200))));
+        // Where page 1 held all it said, nothing is proved: one empty page more.
+        let mut progress = ListingProgress::default();
+        let shape = page(&strs(&ids("a", 100)), 0, Some(100)).shape();
+        assert!(!progress.count(1, shape, 100));
+        assert!(!progress.total_counts_all());
+        assert!(progress.count(2, page(&[], 0, Some(0)).shape(), 0));
     }
 
     #[test]
     fn listing_stops_when_a_page_only_repeats_known_channels() {
+        let first = ids("a", 100);
         let mut listing = Listing::default();
-        assert!(!listing.add(1, page(&["a", "b"], 0, Some(1000))));
+        assert!(!listing.add(1, page(&strs(&first), 0, Some(1000))));
         assert!(
-            listing.add(2, page(&["a", "b"], 0, Some(1000))),
+            listing.add(2, page(&strs(&first), 0, Some(1000))),
             "server ignores pageNo"
         );
-        assert_eq!(listing.page.len(), 2);
+        assert_eq!(listing.page.len(), 100);
     }
 
     // ---- error classes over the wire ----------------------------------------------------
@@ -1692,10 +1787,139 @@ mod tests {
     }
 
     #[test]
-    fn a_live_station_code_that_looks_like_a_gateway_code_is_not_transient() {
+    fn a_live_station_code_that_looks_like_a_gateway_code_is_unknown_so_maybe_applied() {
         let body = br#"{"error":{"errorCode":"500","errorName":"X","message":"m"}}"#;
         let error = classify(400, &HeaderMap::new(), body).expect_err("fails");
-        assert_eq!(error.class(), "rejected");
+        assert_eq!(error.class(), "transient");
+        assert!(error.maybe_applied());
+    }
+
+    /// What the engine is told, in the words of the code table.
+    fn told(result: &Result<(), ApiError>) -> Option<Meaning> {
+        let Err(e) = result else {
+            return Some(Meaning::Success);
+        };
+        Some(match e {
+            ApiError::Transient { maybe_applied, .. } => {
+                assert!(maybe_applied, "{e}");
+                Meaning::Transient
+            }
+            ApiError::RateLimited { .. } => Meaning::RateLimited,
+            ApiError::Unauthorized { .. } => Meaning::Unauthorized,
+            ApiError::Rejected { .. } => match e.refusal()? {
+                Refusal::State => Meaning::WaitForState,
+                Refusal::NotFound => Meaning::Gone,
+                Refusal::BadRequest => Meaning::BadRequest,
+            },
+            ApiError::Malformed { .. } => return None,
+        })
+    }
+
+    #[test]
+    fn every_published_code_means_what_the_table_says_under_200_400_and_500() {
+        let bodies = |c: &codes::Code, live_station: bool| {
+            if live_station {
+                vec![
+                    // The reference's example sends the code as a number; the field table says
+                    // String.
+                    format!(
+                        r#"{{"error":{{"errorCode":{},"message":"m","errorName":"{}"}}}}"#,
+                        c.code, c.name
+                    ),
+                    format!(
+                        r#"{{"error":{{"errorCode":"{}","message":"m","errorName":"{}"}}}}"#,
+                        c.code, c.name
+                    ),
+                ]
+            } else {
+                vec![format!(
+                    r#"{{"error":{{"errorCode":"{}","message":"m","details":"d"}}}}"#,
+                    c.code
+                )]
+            }
+        };
+        for (table, live_station) in [(codes::LIVE_STATION, true), (codes::GATEWAY, false)] {
+            for c in table {
+                for body in bodies(c, live_station) {
+                    for status in [200, 400, 500] {
+                        let result = classify(status, &HeaderMap::new(), body.as_bytes());
+                        let expected = match (c.meaning, status) {
+                            // Success is the absence of an error: the status tells the rest.
+                            (Meaning::Success, 400) => Meaning::WaitForState,
+                            (Meaning::Success, 500) => Meaning::Transient,
+                            (m, _) => m,
+                        };
+                        assert_eq!(told(&result), Some(expected), "{status} {body}: {result:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_code_under_any_status_is_transient_and_maybe_applied() {
+        for status in [200, 201, 400, 404, 409, 500] {
+            for body in [
+                r#"{"error":{"errorCode":259999,"errorName":"NEW_ONE","message":"m"}}"#,
+                r#"{"error":{"errorCode":"777","message":"m"}}"#,
+            ] {
+                let result = classify(status, &HeaderMap::new(), body.as_bytes());
+                assert_eq!(told(&result), Some(Meaning::Transient), "{status} {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_2xx_is_an_answer_unless_its_body_is_an_error_object() {
+        let page =
+            br#"{"content":[{"channelId":"ls-error","channelName":"\"error\" desk"}],"total":1}"#;
+        assert_eq!(classify(200, &HeaderMap::new(), page), Ok(()));
+        assert_eq!(classify(204, &HeaderMap::new(), b""), Ok(()));
+        let ok = br#"{"error":{"errorCode":250013,"errorName":"OPEN_API_OK","message":"OK"}}"#;
+        assert_eq!(classify(200, &HeaderMap::new(), ok), Ok(()));
+        let refused = br#"{"error":{"errorCode":250005,"errorName":"NOT_AVAILABLE","message":"channel not available."}}"#;
+        let e = classify(200, &HeaderMap::new(), refused).expect_err("an error object");
+        assert_eq!(e.refusal(), Some(Refusal::State));
+        assert_eq!(e.http_status(), Some(200));
+    }
+
+    #[test]
+    fn a_429_is_rate_limited_whatever_code_its_body_carries() {
+        let body = br#"{"error":{"errorCode":250000,"errorName":"EXCEPTION","message":"m"}}"#;
+        let h = headers(&[("retry-after", "2")]);
+        assert_eq!(
+            classify(429, &h, body),
+            Err(ApiError::RateLimited {
+                retry_after: Some(Duration::from_secs(2)),
+                error_code: Some("250000".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn bodies_without_a_code_fall_back_on_the_status() {
+        for (status, expected) in [
+            (401, Meaning::Unauthorized),
+            (403, Meaning::Unauthorized),
+            (404, Meaning::Gone),
+            (400, Meaning::WaitForState),
+            (502, Meaning::Transient),
+            (429, Meaning::RateLimited),
+        ] {
+            let result = classify(status, &HeaderMap::new(), b"<html>proxy</html>");
+            assert_eq!(told(&result), Some(expected), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_bad_request_says_that_it_is_lsrecd_s_bug() {
+        let body = br#"{"error":{"errorCode":250002,"errorName":"INVALID_FORMAT","message":"pageSizeNo: invalid value."}}"#;
+        let e = classify(400, &HeaderMap::new(), body).expect_err("fails");
+        assert!(e.to_string().contains("a bug in lsrecd"), "{e}");
+        let refused =
+            br#"{"error":{"errorCode":250005,"errorName":"NOT_AVAILABLE","message":"m"}}"#;
+        let e = classify(400, &HeaderMap::new(), refused).expect_err("fails");
+        assert!(!e.to_string().contains("bug"), "{e}");
     }
 
     #[test]

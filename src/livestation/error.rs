@@ -5,6 +5,19 @@
 
 use std::time::Duration;
 
+use super::codes::{self, Meaning};
+
+/// What a [`ApiError::Rejected`] refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The channel's present state (e.g. `250005 NOT_AVAILABLE`): wait until it changes.
+    State,
+    /// The channel or record does not exist (`250004 NOT_FOUND`, or a bare 404).
+    NotFound,
+    /// The request is wrong (`250002 INVALID_FORMAT`, gateway `300` …): a bug in lsrecd.
+    BadRequest,
+}
+
 /// A failed Live Station call.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -38,9 +51,10 @@ pub enum ApiError {
         /// "Expired timestamp." (never contains the key or signature).
         details: Option<String>,
     },
-    /// A 4xx answer that retrying will not change until the observed state changes: Live Station
-    /// refused (with `errorCode`/`errorName`), or the gateway said not found / bad request.
-    #[error("rejected (HTTP {http_status}{}{}): {message}", code_suffix(.error_code), name_suffix(.error_name))]
+    /// An answer that retrying will not change until the observed state changes: Live Station
+    /// refused (with `errorCode`/`errorName`), or the gateway said not found / bad request
+    /// ([`ApiError::refusal`] tells which).
+    #[error("rejected (HTTP {http_status}{}{}): {message}{}", code_suffix(.error_code), name_suffix(.error_name), bug_suffix(.error_code, .error_name))]
     Rejected {
         http_status: u16,
         error_code: Option<String>,
@@ -94,6 +108,30 @@ impl ApiError {
         }
     }
 
+    /// What a [`ApiError::Rejected`] refuses, by its code (the table in [`codes`]), else by its
+    /// status (404: not found); `None` for every other error.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let ApiError::Rejected {
+            http_status,
+            error_code,
+            error_name,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let meaning = error_code
+            .as_deref()
+            .and_then(|c| codes::meaning(c, error_name.is_some()));
+        Some(match meaning {
+            Some(Meaning::Gone) => Refusal::NotFound,
+            Some(Meaning::BadRequest) => Refusal::BadRequest,
+            Some(_) => Refusal::State,
+            None if *http_status == 404 => Refusal::NotFound,
+            None => Refusal::State,
+        })
+    }
+
     /// A short class name for metrics and the `actions` table.
     pub fn class(&self) -> &'static str {
         match self {
@@ -118,6 +156,19 @@ fn code_suffix(c: &Option<String>) -> String {
 
 fn name_suffix(n: &Option<String>) -> String {
     n.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
+}
+
+/// For a refusal of the request itself: that it is lsrecd's bug.
+fn bug_suffix(code: &Option<String>, name: &Option<String>) -> &'static str {
+    let bad = code
+        .as_deref()
+        .and_then(|c| codes::meaning(c, name.is_some()))
+        == Some(Meaning::BadRequest);
+    if bad {
+        " (Live Station calls the request itself wrong: a bug in lsrecd, please report it)"
+    } else {
+        ""
+    }
 }
 
 fn details_suffix(d: &Option<String>) -> String {

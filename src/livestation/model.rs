@@ -234,7 +234,7 @@ impl PartialEq<ChannelRef<'_>> for Channel {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawChannel<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_id")]
     channel_id: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "lenient_text")]
     channel_name: Option<Cow<'a, str>>,
@@ -767,19 +767,31 @@ pub fn parse_records(body: &[u8]) -> Result<RecordSet, MalformedBody> {
         Some(c) => c,
         None => return Err(MalformedBody("no `content` in records response".into())),
     };
-    let map = match content {
+    // `recordList` is an object keyed by record id; an array of records that carry their
+    // `recordId` is read too (the reference is loose about it).
+    let entries: Vec<(String, &Value)> = match content {
         Value::Null => return Ok(RecordSet::default()),
         Value::Object(obj) => match obj.get("recordList") {
-            Some(Value::Object(list)) => list,
+            Some(Value::Object(list)) => list.iter().map(|(k, v)| (k.clone(), v)).collect(),
             Some(Value::Null) => return Ok(RecordSet::default()),
-            Some(Value::Array(a)) if a.is_empty() => return Ok(RecordSet::default()),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let id = v.get("recordId").and_then(lenient_i64_value).map_or_else(
+                        || format!("recordList[{i}] without recordId"),
+                        |id| id.to_string(),
+                    );
+                    (id, v)
+                })
+                .collect(),
             Some(other) => {
                 return Err(MalformedBody(format!(
                     "`recordList` is {}, expected an object keyed by record id",
                     kind(other)
                 )));
             }
-            None => obj,
+            None => obj.iter().map(|(k, v)| (k.clone(), v)).collect(),
         },
         other => {
             return Err(MalformedBody(format!(
@@ -789,7 +801,7 @@ pub fn parse_records(body: &[u8]) -> Result<RecordSet, MalformedBody> {
         }
     };
     let mut set = RecordSet::default();
-    for (key, item) in map {
+    for (key, item) in entries {
         let Ok(id) = key.trim().parse::<i64>() else {
             set.skipped
                 .push(format!("record key {key:?} is not a record id"));
@@ -956,6 +968,19 @@ fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
         Loose::Text(s) => Some(s),
         Loose::Other(v) => value_to_text(&v).map(Cow::Owned),
     })
+}
+
+/// An id: text, or a number written as its digits; anything else is an error (the entry is
+/// skipped).
+fn lenient_id<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
+    match Loose::deserialize(d)? {
+        Loose::Text(s) => Ok(s),
+        Loose::Other(Value::Number(n)) => Ok(Cow::Owned(n.to_string())),
+        Loose::Other(other) => Err(de::Error::custom(format!(
+            "channelId is {}, expected a string",
+            kind(&other)
+        ))),
+    }
 }
 
 fn lenient_string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -1153,6 +1178,7 @@ mod tests {
             r#"{"channelId":"twice","record":{"type":"AUTO_UPLOAD","type":"NO_RECORD"}}"#,
             r#"{"channelId":""}"#,
             r#"{"channelId":5}"#,
+            r#"{"channelId":true}"#,
             r#""not a channel""#,
         ];
         let reads = |items: &[&str]| {
@@ -1195,7 +1221,8 @@ mod tests {
         assert_eq!(good[4].record, None);
 
         let (all, skipped) = reads(&entries);
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), 8, "a numeric id is read as its digits");
+        assert_eq!(all[7].channel_id, "5");
         assert_eq!(
             all[6].record.as_ref().unwrap().upload_type.as_deref(),
             Some("NO_RECORD"),

@@ -191,6 +191,7 @@ struct Inner {
     registry: Registry,
     api_requests: Family<ApiLabels, Counter>,
     api_duration: DurationFamily,
+    api_entries_skipped: Family<OperationLabel, Counter>,
     recordings_active: Gauge,
     recordings_started: Family<TriggerLabel, Counter>,
     time_to_recording: TimeToRecordingFamily,
@@ -221,6 +222,7 @@ impl Default for Inner {
             registry: Registry::with_prefix(PREFIX),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            api_entries_skipped: Family::default(),
             recordings_active: Gauge::default(),
             recordings_started: Family::default(),
             time_to_recording: Family::new_with_constructor(|| {
@@ -278,6 +280,11 @@ impl Inner {
             "api_request_duration_seconds",
             "Live Station API request duration, by operation",
             Declared(self.api_duration.clone()),
+        );
+        r.register(
+            "api_entries_skipped",
+            "Entries of Live Station answers (channels, records) that could not be read and were skipped, by operation",
+            Declared(self.api_entries_skipped.clone()),
         );
         r.register(
             "recordings_active",
@@ -392,6 +399,17 @@ impl Metrics {
                 operation: operation.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// `n` entries of an answer to `operation` could not be read and were skipped
+    /// (`lsrecd_api_entries_skipped_total{operation}`).
+    pub fn api_entries_skipped(&self, operation: &str, n: u64) {
+        self.inner
+            .api_entries_skipped
+            .get_or_create(&OperationLabel {
+                operation: operation.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// The number of recordings currently running (`lsrecd_recordings_active`).

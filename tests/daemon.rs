@@ -892,36 +892,13 @@ async fn a_flood_of_callbacks_for_unknown_channels_leaves_the_api_call_rate_at_t
     assert!(daemon.exited().is_none());
 }
 
-/// Raises this process's soft file-descriptor limit to `wanted` (within the hard limit); the
-/// daemons it starts inherit it.
-fn raise_fd_limit(wanted: u64) {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_none_or(|soft| soft >= wanted) {
-        return;
-    }
-    let hard = limit.maximum.unwrap_or(u64::MAX);
-    assert!(
-        hard >= wanted,
-        "this test needs {wanted} file descriptors; the hard limit (ulimit -Hn) is {hard}"
-    );
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(wanted),
-            maximum: limit.maximum,
-        },
-    )
-    .expect("raise the soft file-descriptor limit");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_connections_to_the_callback_listener_do_not_stop_a_callback_from_starting_a_recording()
  {
     const IDLE: usize = 2000;
     // What the unit's LimitNOFILE gives the daemon (it inherits this process's limit), which
     // also covers this process's end of the idle connections.
-    raise_fd_limit(16384);
+    support::raise_fd_limit(16384);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
     let token = "slowloris-callback-token-0123";
@@ -974,4 +951,84 @@ async fn two_thousand_idle_connections_to_the_callback_listener_do_not_stop_a_ca
         .filter(|c| matches!(c.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
         .count();
     assert_eq!(open, IDLE, "the daemon closed idle connections early");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_hundred_idle_connections_keep_neither_a_callback_nor_metrics_out_of_a_daemon_with_1024_descriptors()
+ {
+    const IDLE: usize = 1500;
+    const TOKEN: &str = "callback-token-0123456789";
+    // This process holds the idle connections; the daemon gets what a shell usually gives.
+    support::raise_fd_limit(IDLE as u64 + 512);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = emulator(vec![ChannelSpec::new(STUDIO_A)]).await;
+    let site = CallbackSite::new(
+        &emu.base_url(),
+        TOKEN,
+        &channel_table(STUDIO_A, "studio-a", true),
+    );
+    let run = site.site.command(&["run"], &[]);
+    let mut limited = Command::new("sh");
+    limited
+        .args(["-c", "ulimit -n 1024 && exec \"$@\"", "sh"])
+        .arg(run.get_program())
+        .args(run.get_args());
+    for (name, value) in run.get_envs() {
+        match value {
+            Some(value) => limited.env(name, value),
+            None => limited.env_remove(name),
+        };
+    }
+    let daemon = support::process::Process::start("lsrecd run (1,024 descriptors)", limited);
+    site.wait_ready(&daemon).await;
+    // Serving: `sh` has set the limit and become the daemon.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid()))
+        .expect("the daemon's limits");
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max open files")
+            && l.split_whitespace().nth(3) == Some("1024")),
+        "{limits}"
+    );
+
+    let opened = std::time::Instant::now();
+    let callback_addr = site.callback.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(
+            tokio::net::TcpStream::connect(&callback_addr)
+                .await
+                .expect("an idle connection"),
+        );
+    }
+    emu.control().go_live(STUDIO_A).unwrap();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
+    assert_eq!(site.callback(&http, TOKEN, STUDIO_A).await, 202);
+    assert_eq!(
+        site.metric(&http, "lsrecd_callbacks_total{result=\"accepted\"}")
+            .await,
+        1.0,
+        "/metrics answers"
+    );
+    wait_for(Duration::from_secs(5), "studio-a recording", async || {
+        is_recording(&emu, STUDIO_A).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e} long before the 30 s poll; stderr:\n{}",
+            daemon.stderr()
+        )
+    });
+    // The point is that they were all opened while the callback went through: within the
+    // daemon's header timeout (10 s), none has timed out yet.
+    let held_for = opened.elapsed();
+    assert!(
+        held_for < Duration::from_secs(10),
+        "the machine took {held_for:?}; the idle connections may have timed out meanwhile"
+    );
+    drop(idle);
 }

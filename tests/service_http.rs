@@ -1,5 +1,7 @@
 //! The metrics and callback HTTP endpoints, served on port 0 and driven over real TCP.
 
+mod support;
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -772,54 +774,100 @@ async fn a_keep_alive_connection_left_idle_is_closed_after_the_header_timeout() 
     server.stop().await;
 }
 
+/// Opens a connection, then waits a moment: the server accepts it meanwhile, and the next
+/// connection's waiting time (kept in milliseconds) differs from its own.
+async fn open_and_settle(server: &TestServer) -> tokio::net::TcpStream {
+    let conn = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    conn
+}
+
+/// `GET /healthz` on a new connection: the status line, if one came within 5 s.
+async fn healthz_on_a_new_connection(server: &TestServer) -> Option<[u8; 12]> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut conn = tokio::net::TcpStream::connect(server.addr()).await.ok()?;
+        conn.write_all(HEALTHZ).await.ok()?;
+        let mut status = [0u8; 12];
+        conn.read_exact(&mut status).await.ok()?;
+        Some(status)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 #[tokio::test]
-async fn connections_past_the_cap_are_closed_at_once_and_a_freed_place_is_reused() {
+async fn at_the_cap_a_new_connection_takes_the_place_of_the_one_waiting_longest_for_a_request() {
     let server = limited(ListenerLimits {
         max_connections: 3,
         header_read_timeout: Duration::from_secs(60),
         ..ListenerLimits::default()
     })
     .await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(
-            tokio::net::TcpStream::connect(server.addr())
-                .await
-                .expect("connect"),
-        );
+    let mut oldest = open_and_settle(&server).await;
+    let held = [
+        open_and_settle(&server).await,
+        open_and_settle(&server).await,
+    ];
+    let status = healthz_on_a_new_connection(&server).await;
+
+    assert_eq!(
+        status.as_ref(),
+        Some(b"HTTP/1.1 200"),
+        "the new connection was served"
+    );
+    assert!(
+        closed_within(&mut oldest, Duration::from_secs(5)).await,
+        "the connection idle longest was not closed for it (header timeout is 60 s)"
+    );
+    assert!(
+        held.iter().all(still_open),
+        "the two younger ones stay open"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_request_in_progress_on_every_connection_a_new_one_is_closed_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let (tx, _rx) = mpsc::channel(16);
+    let (router, _control) = callback_router(settings(TOKEN, &[CHANNEL]), tx, Metrics::new());
+    let server = TestServer::start_with(
+        router,
+        ListenerLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(60),
+            ..ListenerLimits::default()
+        },
+    )
+    .await;
+    // Two callbacks whose bodies never finish arriving: requests in progress.
+    let head = format!(
+        "POST /callback/{TOKEN} HTTP/1.1\r\nHost: lsrecd\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut conn = open_and_settle(&server).await;
+        conn.write_all(head.as_bytes())
+            .await
+            .expect("a request head");
+        busy.push(conn);
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let mut extra = tokio::net::TcpStream::connect(server.addr())
         .await
         .expect("the kernel accepts it");
     assert!(
         closed_within(&mut extra, Duration::from_secs(5)).await,
-        "the fourth connection was not closed at once (header timeout is 60 s)"
+        "a third connection was not closed at once"
     );
-    assert!(held.iter().all(still_open), "the first three stay open");
-
-    drop(held.pop());
-    // The server notices the close asynchronously; a new connection is served once it has.
-    let mut served = false;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !served && std::time::Instant::now() < deadline {
-        let answer = tokio::time::timeout(Duration::from_secs(2), async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut conn = tokio::net::TcpStream::connect(server.addr()).await.ok()?;
-            conn.write_all(HEALTHZ).await.ok()?;
-            let mut status = [0u8; 12];
-            conn.read_exact(&mut status).await.ok()?;
-            Some(status)
-        })
-        .await;
-        served = matches!(answer, Ok(Some(status)) if &status == b"HTTP/1.1 200");
-        if !served {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
     assert!(
-        served,
-        "the freed place was never given to a new connection"
+        busy.iter().all(still_open),
+        "no request in progress is cut for it"
     );
     server.stop().await;
 }
@@ -874,35 +922,11 @@ async fn a_request_head_over_the_size_limit_gets_431() {
     server.stop().await;
 }
 
-/// Raises this process's soft file-descriptor limit to at least `needed` (within the hard
-/// limit), for tests that hold thousands of connections open.
-fn raise_fd_limit(needed: u64) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let soft = limit.current.unwrap_or(u64::MAX);
-    if soft >= needed {
-        return;
-    }
-    let hard = limit.maximum.unwrap_or(u64::MAX);
-    assert!(
-        hard >= needed,
-        "this test holds {needed} file descriptors; the hard limit (ulimit -Hn) is {hard}"
-    );
-    setrlimit(
-        Resource::Nofile,
-        rustix::process::Rlimit {
-            current: Some(needed),
-            maximum: limit.maximum,
-        },
-    )
-    .expect("raise the soft file-descriptor limit");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_connections_keep_neither_a_callback_nor_metrics_out() {
     const IDLE: usize = 2000;
     // Both ends of every connection live in this process, plus the runtime's own.
-    raise_fd_limit(2 * IDLE as u64 + 512);
+    support::raise_fd_limit(2 * IDLE as u64 + 512);
     let (tx, mut rx) = mpsc::channel(16);
     let metrics = Metrics::new();
     let (router, _control) = callback_router(settings(TOKEN, &[CHANNEL]), tx, metrics.clone());

@@ -9,9 +9,14 @@
 //! Each listener serves HTTP/1.1 with hyper directly (axum's own server has no knobs for the
 //! following) and holds every connection to [`ListenerLimits`]:
 //!
-//! - a cap on open connections: past it, a new connection is closed as soon as it is accepted,
-//!   so slow or idle clients can never use up the file descriptors the API client and the
-//!   database share;
+//! - a cap on open connections, so slow or idle clients can never use up the file descriptors
+//!   the API client and the database share. At the cap, a new connection takes the place of the
+//!   one that has been waiting longest for a request (idle between requests, or still sending
+//!   its request head), which is closed; a connection with a request in progress is never
+//!   closed for another. Only when every connection has a request in progress is the new one
+//!   closed as soon as it is accepted. So whoever holds connections open without using them
+//!   cannot keep a real caller out: the caller's connection is the newest, and the idle ones
+//!   go first;
 //! - a header-read timeout that runs from the moment a connection opens or its previous answer
 //!   was sent: a client that trickles its request head (slowloris) or keeps an idle keep-alive
 //!   connection open is cut off after it;
@@ -23,12 +28,13 @@
 //! [`super::callback::CallbackLimits`]). On shutdown the listener closes at once, connections
 //! finish their current request, and whatever is still open after [`SHUTDOWN_GRACE`] is cut.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -39,8 +45,8 @@ use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -166,7 +172,8 @@ pub async fn serve_with_limits(
         .max_buf_size(MAX_READ_BUFFER.max(limits.max_header_bytes))
         .keep_alive(true);
     let http = Arc::new(http);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let started = Instant::now();
+    let mut open = OpenConnections::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut refused = Refusals::default();
@@ -177,24 +184,26 @@ pub async fn serve_with_limits(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let connection = Connection {
-                            http: http.clone(),
-                            router: router.clone(),
-                            limits,
-                            stop: stop_rx.clone(),
-                            _permit: permit,
-                        };
-                        connections.spawn(connection.serve(stream));
-                    }
-                    Err(_) => {
-                        // Dropping the stream closes it now: the client learns at once, and the
-                        // process holds no descriptor for it.
+                Ok((stream, _peer)) => {
+                    if open.len() >= limits.max_connections && !open.evict_longest_waiting() {
+                        // Every connection has a request in progress. Dropping the stream
+                        // closes it now: the client learns at once, and the process holds no
+                        // descriptor for it.
                         drop(stream);
                         refused.note(addr, limits.max_connections);
+                        continue;
                     }
-                },
+                    let activity = Arc::new(Activity::new(started));
+                    let connection = Connection {
+                        http: http.clone(),
+                        router: router.clone(),
+                        limits,
+                        stop: stop_rx.clone(),
+                        activity: activity.clone(),
+                    };
+                    let abort = connections.spawn(connection.serve(stream));
+                    open.insert(abort, activity);
+                }
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
                     tracing::warn!(%addr, error = %e, "cannot accept connections");
@@ -203,7 +212,13 @@ pub async fn serve_with_limits(
             },
             // Finished connections are reaped as they go, so the set stays as small as the
             // number of open connections.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match &done {
+                    Ok((id, ())) => *id,
+                    Err(e) => e.id(),
+                };
+                open.remove(id);
+            }
         }
     }
 
@@ -230,6 +245,100 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
+/// The connections a listener holds open: what each is doing, and how to close it.
+#[derive(Default)]
+struct OpenConnections {
+    open: HashMap<tokio::task::Id, (AbortHandle, Arc<Activity>)>,
+    evicted: u64,
+}
+
+impl OpenConnections {
+    fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    fn insert(&mut self, abort: AbortHandle, activity: Arc<Activity>) {
+        self.open.insert(abort.id(), (abort, activity));
+    }
+
+    fn remove(&mut self, id: tokio::task::Id) {
+        self.open.remove(&id);
+    }
+
+    /// Closes the connection that has been waiting longest for a request (none in progress);
+    /// false when every connection has a request in progress.
+    fn evict_longest_waiting(&mut self) -> bool {
+        let victim = self
+            .open
+            .iter()
+            .filter_map(|(id, (_, activity))| Some((activity.waiting_since()?, *id)))
+            .min()
+            .map(|(_, id)| id);
+        let Some((abort, _)) = victim.and_then(|id| self.open.remove(&id)) else {
+            return false;
+        };
+        // The task is dropped at its next poll, and the socket with it.
+        abort.abort();
+        self.evicted += 1;
+        if self.evicted.is_power_of_two() {
+            tracing::info!(
+                evicted = self.evicted,
+                "HTTP connection limit reached; the connections waiting longest for a request are closed for new ones"
+            );
+        }
+        true
+    }
+}
+
+/// What a connection is doing: requests in progress, and since when it has been waiting for
+/// one (milliseconds from the listener's start).
+struct Activity {
+    started: Instant,
+    in_progress: AtomicU32,
+    waiting_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new(started: Instant) -> Activity {
+        let activity = Activity {
+            started,
+            in_progress: AtomicU32::new(0),
+            waiting_since_ms: AtomicU64::new(0),
+        };
+        activity.idle();
+        activity
+    }
+
+    /// Since when the connection has been waiting for a request; `None` while one is in
+    /// progress.
+    fn waiting_since(&self) -> Option<u64> {
+        (self.in_progress.load(Ordering::Acquire) == 0)
+            .then(|| self.waiting_since_ms.load(Ordering::Acquire))
+    }
+
+    fn idle(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.waiting_since_ms.store(ms, Ordering::Release);
+    }
+}
+
+/// A request in progress on a connection, until dropped (answered, or cut).
+struct InProgress(Arc<Activity>);
+
+impl InProgress {
+    fn begin(activity: Arc<Activity>) -> InProgress {
+        activity.in_progress.fetch_add(1, Ordering::AcqRel);
+        InProgress(activity)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.idle();
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Warns about connections closed at the cap, at most once a minute per listener.
 #[derive(Default)]
 struct Refusals {
@@ -248,7 +357,7 @@ impl Refusals {
                 %addr,
                 max_connections = cap,
                 refused = self.since_warning,
-                "HTTP connection limit reached; new connections are closed at once"
+                "HTTP connection limit reached with a request in progress on every connection; new connections are closed at once"
             );
             self.warned_at = Some(Instant::now());
             self.since_warning = 0;
@@ -256,13 +365,13 @@ impl Refusals {
     }
 }
 
-/// One accepted connection and what it needs; the permit holds its place under the cap.
+/// One accepted connection and what it needs.
 struct Connection {
     http: Arc<hyper::server::conn::http1::Builder>,
     router: Router,
     limits: ListenerLimits,
     stop: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    activity: Arc<Activity>,
 }
 
 impl Connection {
@@ -270,10 +379,13 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let served = Arc::new(AtomicU32::new(0));
         let (router, max_requests) = (self.router, self.limits.max_requests_per_connection);
+        let activity = self.activity;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let number = served.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            let in_progress = InProgress::begin(activity.clone());
             let call = router.clone().oneshot(request);
             async move {
+                let _in_progress = in_progress;
                 let mut response = call
                     .await
                     .unwrap_or_else(|never: Infallible| match never {});

@@ -81,3 +81,28 @@ pub fn write_private(path: &Path, text: &str) {
     lsrecd::config::credentials::write_private(path, text)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
+
+/// Raises this process's soft file-descriptor limit to at least `needed` (within the hard
+/// limit), for tests that hold thousands of connections open; the daemons they start inherit
+/// it.
+pub fn raise_fd_limit(needed: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= needed {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= needed,
+        "this test holds {needed} file descriptors; the hard limit (ulimit -Hn) is {hard}"
+    );
+    setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(needed),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("raise the soft file-descriptor limit");
+}

@@ -707,15 +707,76 @@ async fn a_malformed_channel_list_is_survived_and_nothing_is_decided_on_it() {
     .await;
     let t0 = now_ms();
     let mut engine = h.engine(t0).await;
+    // Three answers in a row cannot be read: the page is given up for this tick.
     h.control
-        .add_fault(FaultRule::new(Operation::ListChannels, Fault::MalformedBody).times(2));
+        .add_fault(FaultRule::new(Operation::ListChannels, Fault::MalformedBody).times(3));
     let report = engine.tick(t0).await.unwrap();
     assert!(!report.observed);
+    assert_eq!(h.starts(), 0);
     let report = engine.tick(t0 + 1000).await.unwrap();
-    assert!(!report.observed);
-    let report = engine.tick(t0 + 2000).await.unwrap();
     assert!(report.observed);
     assert_eq!(h.starts(), 1);
+}
+
+#[tokio::test]
+async fn a_page_that_fails_is_asked_for_again_within_the_tick() {
+    let h = Harness::new(
+        vec![live_channel("ls-o2")],
+        "[[channel]]\nid = \"ls-o2\"\nrecord_when_live = true\n",
+    )
+    .await;
+    let t0 = now_ms();
+    let mut engine = h.engine(t0).await;
+    h.control.add_fault(
+        FaultRule::new(Operation::ListChannels, Fault::Status5xx { status: 503 }).times(2),
+    );
+    let before = h.control.counters().calls_of(Operation::ListChannels);
+    let report = engine.tick(t0).await.unwrap();
+    assert!(report.observed, "the third answer went through");
+    assert_eq!(
+        h.control.counters().calls_of(Operation::ListChannels) - before,
+        3
+    );
+    assert_eq!(
+        h.starts(),
+        1,
+        "and the channel was started in the same tick"
+    );
+}
+
+#[tokio::test]
+async fn an_unclear_start_is_settled_by_reading_its_channel_alone_while_the_listing_fails() {
+    let h = Harness::new(
+        vec![live_channel("ls-o3")],
+        "[[channel]]\nid = \"ls-o3\"\nrecord_when_live = true\n",
+    )
+    .await;
+    // The first start gets a 503 (not applied, but lsrecd cannot know); from then on every
+    // page of the channel list fails.
+    h.control.add_fault(
+        FaultRule::new(Operation::StartRecord, Fault::Status5xx { status: 503 }).times(1),
+    );
+    let t0 = now_ms();
+    let mut engine = h.engine(t0).await;
+    engine.tick(t0).await.unwrap();
+    assert_eq!(h.starts(), 1);
+    h.control.add_fault(
+        FaultRule::new(Operation::ListChannels, Fault::Status5xx { status: 503 }).times(1000),
+    );
+    // Past land-by (the answer + the 5 s landing margin): the channel is read on its own,
+    // seen live and not recording, and started again, although no listing goes through.
+    let report = engine.tick(t0 + 6_000).await.unwrap();
+    assert!(!report.observed, "the listing failed");
+    assert!(h.control.channel("ls-o3").unwrap().is_recording);
+    assert_eq!(h.starts(), 2);
+    assert_eq!(h.duplicates(), 0);
+    let states = h
+        .rows("SELECT state FROM actions WHERE operation = 'startRecord' ORDER BY id")
+        .await;
+    assert_eq!(
+        states,
+        vec![vec!["FAILED".to_string()], vec!["SUCCEEDED".to_string()]]
+    );
 }
 
 #[tokio::test]

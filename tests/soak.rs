@@ -1,9 +1,9 @@
 //! Fault soak: channels going live and offline together while the API misbehaves.
 //!
-//! `lsrecd emulator` runs as a process of its own with a seeded fault mix (default, on
-//! `startRecord` and `stopRecord`: 20 % 5xx, 10 % 429 with `Retry-After: 1`, 5 % held past the
-//! client's timeout, 10 % applied then answered 502, 5 % applied with a truncated 200 body; the
-//! same mix without `start_record+stop_record@` puts it on every call, reads included). `lsrecd run` watches N
+//! `lsrecd emulator` runs as a process of its own with a seeded fault mix (default, on every
+//! call, reads included: 20 % 5xx, 10 % 429 with `Retry-After: 1`, 5 % held past the client's
+//! timeout, 10 % applied then answered 502, 5 % applied with a truncated 200 body; the same mix
+//! on `startRecord` and `stopRecord` only is `SOAK_MIX=writes`). `lsrecd run` watches N
 //! `record_when_live` channels with `poll_interval = "1s"` and `[retry] max_attempts = 12,
 //! initial_backoff = "200ms", max_backoff = "2s"`. Each run makes every channel live at once,
 //! waits until each one records and lsrecd holds the recording as its own, then ends every
@@ -14,7 +14,8 @@
 //! counts from when lsrecd first saw the channel live, is printed beside it). Every run checks
 //! that no channel was started twice (`start_while_recording`, one recording per channel per
 //! run), that every channel recorded, and, from the database, that no outage raised more than
-//! one `failed` event.
+//! one `failed` event. It also prints how many reads (channel list pages, single channels,
+//! record lists) lsrecd needed per `startRecord` it sent.
 //!
 //! A short form (3 channels, 2 runs) is part of the normal suite. The measurement:
 //!
@@ -23,11 +24,14 @@
 //! ```
 //!
 //! Knobs: `SOAK_CHANNELS` (default 8), `SOAK_RUNS` (10), `SOAK_MIX` (the emulator's
-//! `--fault-mix` text; several specs separated by `;`), `SOAK_SEED` (the mix's seed; random and
+//! `--fault-mix` text, several specs separated by `;`, or `writes` for the default mix on
+//! `startRecord`/`stopRecord` only), `SOAK_SEED` (the mix's seed; random and
 //! printed by default), `SOAK_DEADLINE_SECS` (how long a run waits for every channel to record,
 //! default 90), `SOAK_KEEP` (keep the directory with the database and logs; it is kept anyway
-//! when the soak fails). The targets it prints: every channel recording within 20 s, median under 5 s, no
-//! duplicate start, at most one `failed` event per channel per outage.
+//! when the soak fails). The targets it prints: median under 5 s, 95th percentile at most 12 s,
+//! every channel recording within 25 s (a start held past the timeout costs the timeout and the
+//! landing margin by design, so two in a row take about 20 s), no duplicate start, at most one
+//! `failed` event per channel per outage.
 
 mod support;
 
@@ -42,11 +46,15 @@ use support::site::{ACCESS_KEY, SECRET_KEY, Site, free_port};
 use support::wait_for;
 use support::{exposition, tools};
 
-/// The default fault mix, on the calls that change something.
-const DEFAULT_MIX: &str = "start_record+stop_record@status_5xx=20,rate_limit=10:retry_after=1,\
-                           hold=5,apply_then_502=10,malformed_body=5";
+/// The default fault mix, on every call: a bad day where reads fail as often as writes.
+const DEFAULT_MIX: &str =
+    "status_5xx=20,rate_limit=10:retry_after=1,hold=5,apply_then_502=10,malformed_body=5";
+/// `SOAK_MIX=writes`: the same mix on the calls that change something only.
+const WRITES_MIX: &str = "start_record+stop_record@status_5xx=20,rate_limit=10:retry_after=1,\
+                          hold=5,apply_then_502=10,malformed_body=5";
 /// The targets the long form reports against.
-const TARGET_MAX_S: f64 = 20.0;
+const TARGET_MAX_S: f64 = 25.0;
+const TARGET_P95_S: f64 = 12.0;
 const TARGET_MEDIAN_S: f64 = 5.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +89,11 @@ impl Settings {
                     .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
             })
         }
-        let mix = std::env::var("SOAK_MIX").unwrap_or_else(|_| DEFAULT_MIX.to_string());
+        let mix = match std::env::var("SOAK_MIX") {
+            Ok(named) if named == "writes" => WRITES_MIX.to_string(),
+            Ok(mix) => mix,
+            Err(_) => DEFAULT_MIX.to_string(),
+        };
         Settings {
             channels: number("SOAK_CHANNELS").unwrap_or(channels),
             runs: number("SOAK_RUNS").unwrap_or(runs),
@@ -150,13 +162,15 @@ impl Report {
 
     fn print_targets(&self) {
         let max = self.percentile(100.0);
+        let p95 = self.percentile(95.0);
         let median = self.percentile(50.0);
         let yes = |ok: bool| if ok { "met" } else { "MISSED" };
         println!(
-            "targets: every channel within {TARGET_MAX_S} s: {} (max {max:.1} s); median under \
-             {TARGET_MEDIAN_S} s: {} ({median:.1} s); no duplicate start: {}; at most one failed \
-             event per outage: {}",
+            "targets: every channel within {TARGET_MAX_S} s: {} (max {max:.1} s); 95th percentile \
+             at most {TARGET_P95_S} s: {} ({p95:.1} s); median under {TARGET_MEDIAN_S} s: {} \
+             ({median:.1} s); no duplicate start: {}; at most one failed event per outage: {}",
             yes(self.unrecorded.is_empty() && max <= TARGET_MAX_S),
+            yes(p95 <= TARGET_P95_S),
             yes(median < TARGET_MEDIAN_S),
             yes(self.doubled.is_empty() && self.start_while_recording == 0),
             yes(self.noisy_outages.is_empty() && self.stray_failed == 0),
@@ -487,8 +501,9 @@ fn print_summary(report: &Report, counters: &Value, site: &Site, metrics: Option
     let mean = report.samples.iter().sum::<f64>() / n.max(1) as f64;
     println!(
         "time to recording (went live -> Live Station's record start), {n} samples: p50 {:.1} s, \
-         p99 {:.1} s, max {:.1} s, mean {mean:.1} s",
+         p95 {:.1} s, p99 {:.1} s, max {:.1} s, mean {mean:.1} s",
         report.percentile(50.0),
+        report.percentile(95.0),
         report.percentile(99.0),
         report.percentile(100.0),
     );
@@ -532,5 +547,15 @@ fn print_summary(report: &Report, counters: &Value, site: &Site, metrics: Option
     println!(
         "API calls: {}; faults injected: {} {}",
         counters["calls"], counters["faults_injected"], counters["faults_by_kind"]
+    );
+    let calls = |op: &str| counters["calls"][op].as_u64().unwrap_or(0);
+    let starts = calls("start_record").max(1) as f64;
+    println!(
+        "reads per startRecord sent ({}): channel list pages {:.1}, single channels {:.1}, \
+         record lists {:.1}",
+        calls("start_record"),
+        calls("list_channels") as f64 / starts,
+        calls("get_channel") as f64 / starts,
+        calls("list_records") as f64 / starts,
     );
 }

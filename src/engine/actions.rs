@@ -283,15 +283,39 @@ impl Actions {
 
     /// When a job next needs the engine: a retry falling due, or an unclear request that can
     /// no longer land.
-    pub(crate) fn next_due(&self) -> Option<i64> {
+    ///
+    /// An unclear request counts until it can no longer land; after that its channel is read on
+    /// its own on the schedule of [`super::evidence`], not at every tick.
+    pub(crate) fn next_due(&self, now: i64) -> Option<i64> {
         self.slots
             .values()
             .filter_map(|s| s.job.as_ref())
-            .map(|j| match &j.unclear {
-                Some(u) => u.land_by,
-                None => j.next_at,
+            .filter_map(|j| match &j.unclear {
+                Some(u) => (u.land_by > now).then_some(u.land_by),
+                None => Some(j.next_at),
             })
             .min()
+    }
+
+    /// The channels whose job may be sent again at `now` (not waiting for an unclear request).
+    pub(crate) fn due(&self, now: i64) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| {
+                s.job
+                    .as_ref()
+                    .is_some_and(|j| j.unclear.is_none() && j.next_at <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The channels with an unclear request, each with the time it can no longer land.
+    pub(crate) fn unclear(&self) -> Vec<(String, i64)> {
+        self.slots
+            .iter()
+            .filter_map(|(id, s)| Some((id.clone(), s.job.as_ref()?.unclear.as_ref()?.land_by)))
+            .collect()
     }
 
     /// Channels with a job waiting for an observation.

@@ -41,6 +41,7 @@
 pub mod actions;
 pub mod claims;
 pub mod decide;
+mod evidence;
 pub mod fence;
 pub mod follow;
 pub mod lock;
@@ -62,14 +63,15 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::livestation::client::{CHANNEL_PAGE_SIZE, MAX_CHANNEL_PAGES};
 use crate::livestation::{
-    ChannelPage, Client, ListedPage, ListingProgress, LiveStation, Operation, PageShape, Refusal,
-    urgently,
+    ApiError, Channel, ChannelPage, Client, ListedPage, ListingProgress, LiveStation, Operation,
+    PageShape, Refusal, Reply, urgently,
 };
 use crate::store::{ChannelChanges, EventKind, Store};
 
 use self::actions::{Actions, Applied, Landing};
 use self::claims::Claims;
 use self::decide::Decision;
+use self::evidence::Evidence;
 use self::fence::{Alone, Fence, Leadership, Note, Role};
 use self::follow::Follower;
 use self::notes::Notes;
@@ -203,6 +205,8 @@ pub struct Engine<A: LiveStation = Client> {
     wakes: Option<mpsc::Receiver<Wake>>,
     /// A wake-up other than a hint arrived during a tick: tick again right after it.
     woken: bool,
+    /// When each channel whose request is unclear is read on its own next.
+    evidence: Evidence,
 }
 
 /// Whether [`Engine::act`] serves callback hints while its calls are in flight: not when it
@@ -232,6 +236,12 @@ const DATABASE_OUTAGE_LOG_EVERY_MS: i64 = 60_000;
 /// `api.timeout` does not hold up every other channel of the tick.
 pub(crate) const CONCURRENT_CHANNELS: usize = 32;
 
+/// How many times a tick asks for one channel page before it gives the listing up.
+const PAGE_ATTEMPTS: u32 = 3;
+
+/// A channel read on its own: the channel, when the read was requested, what it returned.
+type ChannelRead = (String, i64, Result<Reply<Channel>, ApiError>);
+
 /// How often old actions and events are pruned.
 const PRUNE_EVERY_MS: i64 = 24 * 3600 * 1000;
 
@@ -257,6 +267,7 @@ impl<A: LiveStation> Engine<A> {
             announced: None,
             wakes: None,
             woken: false,
+            evidence: Evidence::default(),
         }
     }
 
@@ -371,7 +382,20 @@ impl<A: LiveStation> Engine<A> {
                 );
             }
         }
+        // A channel whose unclear request can no longer land is read on its own first: the
+        // listing may take long, or fail.
+        self.seek_evidence(&clock, &mut report, now).await?;
         report.observed = self.observe(&clock, &mut report, now, acting).await?;
+        if !report.observed && acting {
+            // The listing failed: what is due is not held back for it. The channels with a
+            // start to send again are read on their own and started, as for a hint.
+            let due = self.actions.due(now);
+            if !due.is_empty() {
+                tracing::debug!(channels = ?due, "the listing failed; reading channels with a job due on their own");
+                let reads = self.read_each(due, &clock).await;
+                self.take_reads(reads, &clock, &mut report, now).await?;
+            }
+        }
         self.serve_waiting_hints(&clock).await?;
         if report.observed {
             self.observe_unlisted(&clock, &mut report, now).await?;
@@ -524,10 +548,29 @@ impl<A: LiveStation> Engine<A> {
                 } else {
                     after + self.next_wake_in(now, after).as_millis() as i64
                 };
+            } else if self
+                .evidence
+                .next_at(&self.actions.unclear())
+                .is_some_and(|at| at <= now)
+            {
+                let (clock, mut report) = (TickClock::new(now), TickReport::default());
+                let sought = tokio::select! {
+                    r = urgently(self.seek_evidence(&clock, &mut report, now)) => r,
+                    _ = &mut shutdown => break,
+                };
+                if let Err(e) = sought {
+                    self.database_failed(now, &e);
+                    self.store.reopen_writer().await;
+                }
             } else {
                 on_beat(None, now);
             }
-            let mut sleep_for = Duration::from_millis((next_tick - now_ms()).max(0) as u64);
+            // A channel due a read of its own wakes the loop before the next tick.
+            let wake_at = self
+                .evidence
+                .next_at(&self.actions.unclear())
+                .map_or(next_tick, |at| at.min(next_tick));
+            let mut sleep_for = Duration::from_millis((wake_at - now_ms()).max(0) as u64);
             if let Some(k) = keepalive {
                 sleep_for = sleep_for.min(k);
             }
@@ -677,7 +720,7 @@ impl<A: LiveStation> Engine<A> {
     fn next_wake_in(&self, tick_started: i64, now: i64) -> Duration {
         let due = self
             .actions
-            .next_due()
+            .next_due(now)
             .into_iter()
             .chain(self.claims.next_deadline().filter(|d| *d > now));
         let next = next_tick_at(tick_started, self.config.daemon.poll_interval, due);
@@ -704,6 +747,7 @@ impl<A: LiveStation> Engine<A> {
         loop {
             let page_started = Instant::now();
             let mut known = self.view.known_page(page_no);
+            let mut failures = 0;
             let (page, as_of) = loop {
                 let as_of = clock.stamp();
                 // Hints are served while the page is on its way (what they read is newer than
@@ -728,8 +772,24 @@ impl<A: LiveStation> Engine<A> {
                             None => known = None,
                         },
                     },
+                    Err(e)
+                        if failures + 1 < PAGE_ATTEMPTS
+                            && (e.is_retryable() || matches!(e, ApiError::Malformed { .. })) =>
+                    {
+                        // A page is asked for again soon, as a page: the pages already read
+                        // stand, and one failure does not cost a poll interval.
+                        failures += 1;
+                        let wait = evidence::wait_after(failures, rand::random());
+                        tracing::info!(error = %e, page_no, attempt = failures, "channel page failed; asking for it again in {wait} ms");
+                        self.notes.api_error(now, None, &e).await?;
+                        self.serve_hints_until(
+                            clock,
+                            Instant::now() + Duration::from_millis(wait.max(0) as u64),
+                        )
+                        .await?;
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, page_no, "channel list failed; not acting on what this tick has not read");
+                        tracing::warn!(error = %e, page_no, attempts = PAGE_ATTEMPTS, "channel list failed; not acting on what this tick has not read");
                         self.notes.api_error(now, None, &e).await?;
                         return Ok(false);
                     }
@@ -1084,8 +1144,40 @@ impl<A: LiveStation> Engine<A> {
         if ids.is_empty() || !self.acting() {
             return Ok(());
         }
+        let reads = self.read_each(ids, clock).await;
+        self.take_reads(reads, clock, report, now).await
+    }
+
+    /// Reads the channels whose unclear request can no longer land and that are due a read
+    /// (see [`evidence`]), each on its own, and lets what they show settle the requests; what
+    /// is then wanted is sent at once (a start sent again when the channel publishes and does
+    /// not record), as for a hint.
+    async fn seek_evidence(
+        &mut self,
+        clock: &TickClock,
+        report: &mut TickReport,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let unclear = self.actions.unclear();
+        self.evidence.retain(&unclear);
+        let due = self.evidence.due(&unclear, now);
+        if due.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(channels = ?due, "reading channels with unsettled requests on their own");
+        let reads = self.read_each(due, clock).await;
+        let idle = i64::try_from(self.config.daemon.poll_interval.as_millis()).unwrap_or(i64::MAX);
+        for (id, _, read) in &reads {
+            self.evidence
+                .read(id, read.is_err(), now, idle, rand::random());
+        }
+        self.take_reads(reads, clock, report, now).await
+    }
+
+    /// Reads each channel on its own (`getChannel`), side by side, one read per channel.
+    async fn read_each(&self, ids: Vec<String>, clock: &TickClock) -> Vec<ChannelRead> {
         let api = &self.api;
-        let reads: Vec<_> = stream::iter(ids)
+        stream::iter(ids)
             .map(|id| async move {
                 let as_of = clock.stamp();
                 let read = api.get_channel(&id).await;
@@ -1093,7 +1185,20 @@ impl<A: LiveStation> Engine<A> {
             })
             .buffered(CONCURRENT_CHANNELS)
             .collect()
-            .await;
+            .await
+    }
+
+    /// Takes what [`Engine::read_each`] read: each observation goes into the view and settles
+    /// what it can (a channel that does not exist any more ends its unclear request), then —
+    /// when this instance acts — the channels read are acted on at once. Stops and everything
+    /// else are left to the next tick.
+    async fn take_reads(
+        &mut self,
+        reads: Vec<ChannelRead>,
+        clock: &TickClock,
+        report: &mut TickReport,
+        now: i64,
+    ) -> Result<(), EngineError> {
         let mut read = HashSet::new();
         let mut observed = Vec::new();
         for (id, as_of, result) in reads {
@@ -1105,13 +1210,23 @@ impl<A: LiveStation> Engine<A> {
                     self.settle(clock, report, &id, now).await?;
                     read.insert(id);
                 }
+                Err(e) if e.refusal() == Some(Refusal::NotFound) && self.actions.busy(&id) => {
+                    let ctx = Ctx {
+                        api: &*self.api,
+                        store: &self.store,
+                        notes: &self.notes,
+                        clock,
+                        fence: self.leadership.as_ref(),
+                    };
+                    self.actions.channel_gone(&ctx, &id, &e, now).await?;
+                }
                 Err(e) => {
-                    tracing::warn!(channel_id = %id, error = %e, "could not read a hinted channel; the next poll sees it");
+                    tracing::warn!(channel_id = %id, error = %e, "could not read the channel on its own; trying again soon, and the next poll sees it");
                     self.notes.api_error(now, Some(&id), &e).await?;
                 }
             }
         }
-        if !read.is_empty() {
+        if !read.is_empty() && self.acting() {
             // Within a hint: the others wait for it.
             self.act(clock, report, now, Some(&read), Serve::Nothing)
                 .await?;

@@ -518,12 +518,14 @@ impl Actions {
         if seen.as_of < unclear.land_by {
             return Ok(None);
         }
-        // It did not take effect, or a start took effect and its recording already ended:
-        // records tell, and only change the label.
+        // It did not take effect, or a start took effect and its recording already ended.
+        // While the channel publishes, the start is sent again either way (and the follower
+        // stores whatever records there are), so it is not held back for a records read: that
+        // read only changes the label. Once the channel stopped publishing, records tell.
         let ended_since = match job.op {
+            Op::Start if seen.channel.channel_status.is_live() => false,
             Op::Start => match self.began_since(ctx, channel_id, unclear.sent_at).await {
                 Some(began) => began,
-                None if seen.channel.channel_status.is_live() => false,
                 // Nothing is wanted from a channel that does not publish: settle it later.
                 None => return Ok(None),
             },

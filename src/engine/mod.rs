@@ -392,8 +392,8 @@ impl<A: LiveStation> Engine<A> {
             let due = self.actions.due(now);
             if !due.is_empty() {
                 tracing::debug!(channels = ?due, "the listing failed; reading channels with a job due on their own");
-                let reads = self.read_each(due, &clock).await;
-                self.take_reads(reads, &clock, &mut report, now).await?;
+                self.read_alone_and_act(due, &clock, &mut report, now, None)
+                    .await?;
             }
         }
         self.serve_waiting_hints(&clock).await?;
@@ -1165,13 +1165,42 @@ impl<A: LiveStation> Engine<A> {
             return Ok(());
         }
         tracing::debug!(channels = ?due, "reading channels with unsettled requests on their own");
-        let reads = self.read_each(due, clock).await;
         let idle = i64::try_from(self.config.daemon.poll_interval.as_millis()).unwrap_or(i64::MAX);
-        for (id, _, read) in &reads {
-            self.evidence
-                .read(id, read.is_err(), now, idle, rand::random());
+        self.read_alone_and_act(due, clock, report, now, Some(idle))
+            .await
+    }
+
+    /// Reads each of `ids` on its own (`getChannel`, side by side) and takes each read as it
+    /// arrives ([`Engine::take_reads`]), so a read that hangs until `api.timeout` holds up only
+    /// its own channel. With `evidence` (the wait after a read that settles nothing), each read
+    /// also moves that channel's evidence schedule.
+    async fn read_alone_and_act(
+        &mut self,
+        ids: Vec<String>,
+        clock: &TickClock,
+        report: &mut TickReport,
+        now: i64,
+        evidence: Option<i64>,
+    ) -> Result<(), EngineError> {
+        let api = Arc::clone(&self.api);
+        let mut reads = stream::iter(ids)
+            .map(|id| {
+                let api = Arc::clone(&api);
+                async move {
+                    let as_of = clock.stamp();
+                    let read = api.get_channel(&id).await;
+                    (id, as_of, read)
+                }
+            })
+            .buffer_unordered(CONCURRENT_CHANNELS);
+        while let Some(read) = reads.next().await {
+            if let Some(idle) = evidence {
+                self.evidence
+                    .read(&read.0, read.2.is_err(), now, idle, rand::random());
+            }
+            self.take_reads(vec![read], clock, report, now).await?;
         }
-        self.take_reads(reads, clock, report, now).await
+        Ok(())
     }
 
     /// Reads each channel on its own (`getChannel`), side by side, one read per channel.

@@ -297,14 +297,15 @@ impl Actions {
             .min()
     }
 
-    /// The channels whose job may be sent again at `now` (not waiting for an unclear request).
-    pub(crate) fn due(&self, now: i64) -> Vec<String> {
+    /// The channels whose start may be sent again at `now` (not waiting for an unclear
+    /// request). Stops wait for a full pass, which knows every occurrence's state.
+    pub(crate) fn starts_due(&self, now: i64) -> Vec<String> {
         self.slots
             .iter()
             .filter(|(_, s)| {
                 s.job
                     .as_ref()
-                    .is_some_and(|j| j.unclear.is_none() && j.next_at <= now)
+                    .is_some_and(|j| j.op == Op::Start && j.unclear.is_none() && j.next_at <= now)
             })
             .map(|(id, _)| id.clone())
             .collect()

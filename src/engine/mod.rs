@@ -389,9 +389,9 @@ impl<A: LiveStation> Engine<A> {
         if !report.observed && acting {
             // The listing failed: what is due is not held back for it. The channels with a
             // start to send again are read on their own and started, as for a hint.
-            let due = self.actions.due(now);
+            let due = self.actions.starts_due(now);
             if !due.is_empty() {
-                tracing::debug!(channels = ?due, "the listing failed; reading channels with a job due on their own");
+                tracing::debug!(channels = ?due, "the listing failed; reading channels with a start due on their own");
                 self.read_alone_and_act(due, &clock, &mut report, now, None)
                     .await?;
             }
@@ -1184,14 +1184,7 @@ impl<A: LiveStation> Engine<A> {
     ) -> Result<(), EngineError> {
         let api = Arc::clone(&self.api);
         let mut reads = stream::iter(ids)
-            .map(|id| {
-                let api = Arc::clone(&api);
-                async move {
-                    let as_of = clock.stamp();
-                    let read = api.get_channel(&id).await;
-                    (id, as_of, read)
-                }
-            })
+            .map(|id| read_alone(&api, id, clock))
             .buffer_unordered(CONCURRENT_CHANNELS);
         while let Some(read) = reads.next().await {
             if let Some(idle) = evidence {
@@ -1205,19 +1198,14 @@ impl<A: LiveStation> Engine<A> {
 
     /// Reads each channel on its own (`getChannel`), side by side, one read per channel.
     async fn read_each(&self, ids: Vec<String>, clock: &TickClock) -> Vec<ChannelRead> {
-        let api = &self.api;
         stream::iter(ids)
-            .map(|id| async move {
-                let as_of = clock.stamp();
-                let read = api.get_channel(&id).await;
-                (id, as_of, read)
-            })
+            .map(|id| read_alone(&self.api, id, clock))
             .buffered(CONCURRENT_CHANNELS)
             .collect()
             .await
     }
 
-    /// Takes what [`Engine::read_each`] read: each observation goes into the view and settles
+    /// Takes what [`read_alone`] read: each observation goes into the view and settles
     /// what it can (a channel that does not exist any more ends its unclear request), then —
     /// when this instance acts — the channels read are acted on at once. Stops and everything
     /// else are left to the next tick.
@@ -1700,6 +1688,13 @@ impl<A: LiveStation> Engine<A> {
 
 /// Counts what took effect, has its records read, and lets the claims know of a
 /// `max_duration` stop.
+/// Reads one channel on its own (`getChannel`), stamped with when the read was requested.
+async fn read_alone<A: LiveStation>(api: &A, id: String, clock: &TickClock) -> ChannelRead {
+    let as_of = clock.stamp();
+    let read = api.get_channel(&id).await;
+    (id, as_of, read)
+}
+
 fn note_applied(
     (claims, follower): (&mut Claims, &mut Follower),
     report: &mut TickReport,

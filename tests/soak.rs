@@ -27,8 +27,9 @@
 //! `--fault-mix` text, several specs separated by `;`, or `writes` for the default mix on
 //! `startRecord`/`stopRecord` only), `SOAK_SEED` (the mix's seed; random and
 //! printed by default), `SOAK_DEADLINE_SECS` (how long a run waits for every channel to record,
-//! default 90), `SOAK_KEEP` (keep the directory with the database and logs; it is kept anyway
-//! when the soak fails). The targets it prints: median under 5 s, 95th percentile at most 12 s,
+//! default 90), `SOAK_LOG` (the daemon's log filter, `info` by default; `lsrecd=debug` shows
+//! every call and decision), `SOAK_KEEP` (keep the directory with the database and logs; it is
+//! kept anyway when the soak fails). The targets it prints: median under 5 s, 95th percentile at most 12 s,
 //! every channel recording within 25 s (a start held past the timeout costs the timeout and the
 //! landing margin by design, so two in a row take about 20 s), no duplicate start, at most one
 //! `failed` event per channel per outage.
@@ -146,6 +147,11 @@ struct Report {
     noisy_outages: Vec<(i64, String, usize)>,
     /// `failed` events that fall in no outage of their channel.
     stray_failed: usize,
+    /// `started` events written: one per recording, or a start was taken for lsrecd's twice
+    /// (a second start sent while the first could still land, say).
+    started_events: usize,
+    /// `tracked` events: recordings taken for someone else's. Every recording here is lsrecd's.
+    tracked_events: usize,
 }
 
 impl Report {
@@ -172,7 +178,10 @@ impl Report {
             yes(self.unrecorded.is_empty() && max <= TARGET_MAX_S),
             yes(p95 <= TARGET_P95_S),
             yes(median < TARGET_MEDIAN_S),
-            yes(self.doubled.is_empty() && self.start_while_recording == 0),
+            yes(self.doubled.is_empty()
+                && self.start_while_recording == 0
+                && self.started_events == self.samples.len()
+                && self.tracked_events == 0),
             yes(self.noisy_outages.is_empty() && self.stray_failed == 0),
         );
     }
@@ -198,6 +207,15 @@ impl Report {
             self.noisy_outages
         );
         assert_eq!(self.stray_failed, 0, "failed events outside any outage");
+        assert_eq!(
+            self.started_events,
+            self.samples.len(),
+            "one started event per recording"
+        );
+        assert_eq!(
+            self.tracked_events, 0,
+            "a recording of lsrecd's taken for someone else's"
+        );
     }
 }
 
@@ -267,7 +285,14 @@ async fn soak(s: &Settings) -> Report {
     let ids = emu.add_channels(s.channels, "soak").await;
     let metrics_port = free_port();
     site.rewrite(&config_text(&emu.base, &site.database, metrics_port, &ids));
-    let mut daemon = site.spawn(&["run"], &[]);
+    // The daemon's log is kept beside the database (`SOAK_LOG` sets its filter, `info` by
+    // default; `lsrecd=debug` shows every call and decision).
+    let filter = std::env::var_os("SOAK_LOG").unwrap_or_else(|| "info".into());
+    let mut daemon = support::process::Process::start_logged(
+        "lsrecd run",
+        site.command(&["run"], &[("RUST_LOG", filter)]),
+        &site.dir.path().join("lsrecd.log"),
+    );
     let stderr = |d: &support::process::Process| d.stderr_tail(40);
 
     wait_for(
@@ -355,6 +380,12 @@ async fn soak(s: &Settings) -> Report {
     );
 
     count_failed_per_outage(site, &mut report);
+    report.started_events = site.query("SELECT count(*) FROM events WHERE kind = 'started'")[0][0]
+        .parse()
+        .unwrap_or(usize::MAX);
+    report.tracked_events = site.query("SELECT count(*) FROM events WHERE kind = 'tracked'")[0][0]
+        .parse()
+        .unwrap_or(usize::MAX);
     print_summary(&report, &counters, site, metrics);
     report
 }
@@ -516,10 +547,12 @@ fn print_summary(report: &Report, counters: &Value, site: &Site, metrics: Option
         None => println!("lsrecd_time_to_recording_seconds: /metrics could not be read"),
     }
     println!(
-        "duplicate starts: {} (start_while_recording), {} runs with a channel recorded twice; \
-         unrecorded: {}",
+        "duplicate starts: {} (start_while_recording), {} runs with a channel recorded twice, \
+         {} started events for {} recordings; unrecorded: {}",
         report.start_while_recording,
         report.doubled.len(),
+        report.started_events,
+        report.samples.len(),
         report.unrecorded.len()
     );
     let outages = site.query("SELECT count(*) FROM outages")[0][0].clone();

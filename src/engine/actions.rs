@@ -311,6 +311,18 @@ impl Actions {
             .collect()
     }
 
+    /// The channels whose start waits for its next attempt (not for an unclear request), each
+    /// with the time that attempt is due.
+    pub(crate) fn start_retries(&self) -> Vec<(String, i64)> {
+        self.slots
+            .iter()
+            .filter_map(|(id, s)| {
+                let job = s.job.as_ref()?;
+                (job.op == Op::Start && job.unclear.is_none()).then(|| (id.clone(), job.next_at))
+            })
+            .collect()
+    }
+
     /// The channels with an unclear request, each with the time it can no longer land.
     pub(crate) fn unclear(&self) -> Vec<(String, i64)> {
         self.slots
@@ -816,10 +828,22 @@ impl Actions {
                 return Ok(None);
             }
         } else if job.op == Op::Start {
-            // A listing can be a poll old: read the channel right before starting it.
-            let as_of = ctx.clock.stamp();
-            match ctx.api.get_channel(id).await {
-                Ok(reply) => {
+            // A listing can be a poll old: read the channel right before starting it (asked
+            // again beside the first when slow: see `hedge`).
+            let after = super::hedge::hedge_after(std::time::Duration::from_millis(
+                u64::try_from(self.landing.timeout_ms).unwrap_or(0),
+            ));
+            let read = super::hedge::hedged(
+                || {
+                    let as_of = ctx.clock.stamp();
+                    let call = ctx.api.get_channel(id);
+                    async move { call.await.map(|reply| (as_of, reply)) }
+                },
+                after,
+            )
+            .await;
+            match read {
+                Ok((as_of, reply)) => {
                     ctx.notes.api_answered();
                     let ch = reply.value;
                     ctx.store.observe_channel(&ch, now).await?;

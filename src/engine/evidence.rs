@@ -71,6 +71,11 @@ impl Evidence {
         }
     }
 
+    /// Forgets a channel's schedule: its next read is due at once.
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.next.remove(id);
+    }
+
     /// Forgets the channels whose request is no longer unclear.
     pub(crate) fn retain(&mut self, unclear: &[(String, i64)]) {
         self.next

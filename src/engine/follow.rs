@@ -130,7 +130,7 @@ impl Follower {
                             c.record_id,
                             c.previous_status.as_deref(),
                             &c.status,
-                            now,
+                            (as_of, now),
                         )
                         .await?;
                     }
@@ -180,18 +180,14 @@ async fn report_change<A: LiveStation>(
     record_id: i64,
     old: Option<&str>,
     new: &str,
-    now: i64,
+    (as_of, now): (i64, i64),
 ) -> Result<(), EngineError> {
     let status = RecordStatus::parse(new);
+    // Owned when read, not only now: the read may be stored after lsrecd's recording ended.
     if old.is_none()
         && status == RecordStatus::Recording
         && !starting
-        && !ctx
-            .store
-            .owned_recordings_open()
-            .await?
-            .iter()
-            .any(|o| o.channel_id == channel_id)
+        && !ctx.store.owned_recording_since(channel_id, as_of).await?
     {
         // A recording lsrecd did not start (immediateOnAir, the console): followed, never
         // stopped by lsrecd.

@@ -44,6 +44,7 @@ pub mod decide;
 mod evidence;
 pub mod fence;
 pub mod follow;
+mod hedge;
 pub mod lock;
 pub mod notes;
 pub mod occurrences;
@@ -53,10 +54,13 @@ pub mod view;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt as _, stream};
+use sync_wrapper::SyncWrapper;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -207,7 +211,43 @@ pub struct Engine<A: LiveStation = Client> {
     woken: bool,
     /// When each channel whose request is unclear is read on its own next.
     evidence: Evidence,
+    /// When each channel whose start waits for its next attempt is read on its own next (on
+    /// the same schedule as `evidence`).
+    retries: Evidence,
+    /// Reads of single channels under way in the background (see [`Engine::launch_urgent`]),
+    /// and their channels.
+    reading: SyncWrapper<FuturesUnordered<Reading>>,
+    reading_ids: HashSet<String>,
+    /// Channels whose state a full pass holds while their calls are in flight (see
+    /// [`Engine::act`]), and background reads of them that arrived meanwhile, taken once the
+    /// state is back.
+    detached: HashSet<String>,
+    held_reads: Vec<(Errand, ChannelRead)>,
+    /// Record reads under way in the background (see [`Engine::follow_records`]).
+    records: SyncWrapper<Option<RecordBatch>>,
 }
+
+/// Record reads under way in the background.
+struct RecordBatch {
+    reads: Pin<Box<dyn Future<Output = Vec<follow::RecordRead>> + Send>>,
+    /// The batch reads every unfinished record (the retention guard runs after it).
+    polled: bool,
+    /// The channels with an unsettled start when the batch was sent (see
+    /// [`Follower::store_reads`]).
+    starting: HashSet<String>,
+}
+
+/// Why a channel is read on its own in the background.
+#[derive(Clone, Copy, Debug)]
+enum Errand {
+    /// Its unclear request can no longer land: what does the channel show?
+    Evidence,
+    /// Its start's next attempt, due at this time, is to be sent.
+    Retry { at: i64 },
+}
+
+/// A read of one channel under way in the background.
+type Reading = Pin<Box<dyn Future<Output = (Errand, ChannelRead)> + Send>>;
 
 /// Whether [`Engine::act`] serves callback hints while its calls are in flight: not when it
 /// acts for a hint.
@@ -268,6 +308,12 @@ impl<A: LiveStation> Engine<A> {
             wakes: None,
             woken: false,
             evidence: Evidence::default(),
+            retries: Evidence::default(),
+            reading: SyncWrapper::new(FuturesUnordered::new()),
+            reading_ids: HashSet::new(),
+            records: SyncWrapper::new(None),
+            detached: HashSet::new(),
+            held_reads: Vec::new(),
         }
     }
 
@@ -382,6 +428,7 @@ impl<A: LiveStation> Engine<A> {
                 );
             }
         }
+        self.take_held_reads(&clock).await?;
         // A channel whose unclear request can no longer land is read on its own first: the
         // listing may take long, or fail.
         self.seek_evidence(&clock, &mut report, now).await?;
@@ -420,45 +467,7 @@ impl<A: LiveStation> Engine<A> {
         } else if report.observed && self.leadership.role() == Role::Standby {
             self.mirror_leader(now).await?;
         }
-        let channels = {
-            let ctx = Ctx {
-                api: &*self.api,
-                store: &self.store,
-                notes: &self.notes,
-                clock: &clock,
-                fence: self.leadership.as_ref(),
-            };
-            self.follower
-                .plan(
-                    &ctx,
-                    &self.config,
-                    &self.view,
-                    now,
-                    false,
-                    self.focus.is_none(),
-                )
-                .await?
-        };
-        self.serve_waiting_hints(&clock).await?;
-        let reads = self.read_records_serving_hints(&clock, channels).await?;
-        {
-            let ctx = Ctx {
-                api: &*self.api,
-                store: &self.store,
-                notes: &self.notes,
-                clock: &clock,
-                fence: self.leadership.as_ref(),
-            };
-            // After the hints: a start they sent is settled or known before records are told.
-            let starting = self.actions.unsettled_starts();
-            self.follower
-                .store_reads(&ctx, &starting, reads, now)
-                .await?;
-            if self.follower.polled_at(now) {
-                follow::retention_guard(&ctx, &self.config, &mut self.follower, acting, now)
-                    .await?;
-            }
-        }
+        self.follow_records(&clock, now, acting).await?;
         report.channels = self.view.len();
         report.recording = self.view.recording();
         if let Some(m) = self.notes.metrics()
@@ -548,28 +557,13 @@ impl<A: LiveStation> Engine<A> {
                 } else {
                     after + self.next_wake_in(now, after).as_millis() as i64
                 };
-            } else if self
-                .evidence
-                .next_at(&self.actions.unclear())
-                .is_some_and(|at| at <= now)
-            {
-                let (clock, mut report) = (TickClock::new(now), TickReport::default());
-                let sought = tokio::select! {
-                    r = urgently(self.seek_evidence(&clock, &mut report, now)) => r,
-                    _ = &mut shutdown => break,
-                };
-                if let Err(e) = sought {
-                    self.database_failed(now, &e);
-                    self.store.reopen_writer().await;
-                }
+            } else if self.urgent_due().is_some_and(|at| at <= now) {
+                self.launch_urgent(now);
             } else {
                 on_beat(None, now);
             }
             // A channel due a read of its own wakes the loop before the next tick.
-            let wake_at = self
-                .evidence
-                .next_at(&self.actions.unclear())
-                .map_or(next_tick, |at| at.min(next_tick));
+            let wake_at = self.urgent_due().map_or(next_tick, |at| at.min(next_tick));
             let mut sleep_for = Duration::from_millis((wake_at - now_ms()).max(0) as u64);
             if let Some(k) = keepalive {
                 sleep_for = sleep_for.min(k);
@@ -583,6 +577,28 @@ impl<A: LiveStation> Engine<A> {
                 Some(fire) = fires.recv() => {
                     tracing::debug!(?fire, "schedule fire time");
                     next_tick = now_ms();
+                }
+                Some(read) = self.reading.get_mut().next(), if !self.reading_ids.is_empty() => {
+                    let clock = TickClock::new(now_ms());
+                    let taken = tokio::select! {
+                        r = urgently(self.finish_read(read, &clock)) => r,
+                        _ = &mut shutdown => break,
+                    };
+                    if let Err(e) = taken {
+                        self.database_failed(clock.now, &e);
+                        self.store.reopen_writer().await;
+                    }
+                }
+                batch = batch_done(self.records.get_mut()) => {
+                    let clock = TickClock::new(now_ms());
+                    let taken = tokio::select! {
+                        r = self.finish_records(batch, &clock) => r,
+                        _ = &mut shutdown => break,
+                    };
+                    if let Err(e) = taken {
+                        self.database_failed(clock.now, &e);
+                        self.store.reopen_writer().await;
+                    }
                 }
                 Some(wake) = wakes.recv() => {
                     // Hints are served at once, a burst together; a schedule fire or a change
@@ -749,21 +765,28 @@ impl<A: LiveStation> Engine<A> {
             let mut known = self.view.known_page(page_no);
             let mut failures = 0;
             let (page, as_of) = loop {
-                let as_of = clock.stamp();
                 // Hints are served while the page is on its way (what they read is newer than
                 // the page, which then changes nothing for their channels: see
-                // `ChannelView::apply`).
-                let api = Arc::clone(&self.api);
+                // `ChannelView::apply`). The page is as of when the request that answered was
+                // sent.
+                let (api, after) = (Arc::clone(&self.api), self.hedge_after());
                 let fetch = async move {
-                    api.list_channels_page(page_no, CHANNEL_PAGE_SIZE, known)
-                        .await
+                    hedge::hedged(
+                        || {
+                            let as_of = clock.stamp();
+                            let call = api.list_channels_page(page_no, CHANNEL_PAGE_SIZE, known);
+                            async move { call.await.map(|reply| (as_of, reply)) }
+                        },
+                        after,
+                    )
+                    .await
                 };
                 let (fetched, _, failed) = self.serving_hints(clock, fetch, &HashSet::new()).await;
                 if let Some(e) = failed {
                     return Err(e);
                 }
                 match fetched {
-                    Ok(reply) => match reply.value {
+                    Ok((as_of, reply)) => match reply.value {
                         ListedPage::Read(page) => break (PageIn::Read(page), as_of),
                         ListedPage::Unchanged => match self.view.replay_page(page_no, as_of) {
                             Some(shape) => break (PageIn::Replayed(shape), as_of),
@@ -937,6 +960,108 @@ impl<A: LiveStation> Engine<A> {
         Ok(())
     }
 
+    /// Reads the records that need it (see [`Follower::plan`]) and stores them. While the
+    /// engine runs, the reads go on in the background: a read that hangs until `api.timeout`,
+    /// or a `429` on one of them, holds up neither the next listing nor a start. The batch is
+    /// taken when it is complete, at a moment no start of the engine is in flight (see
+    /// [`Engine::finish_records`]); no new batch is planned before. A one-shot run reads and
+    /// stores them in the tick, serving hints meanwhile.
+    async fn follow_records(
+        &mut self,
+        clock: &TickClock,
+        now: i64,
+        acting: bool,
+    ) -> Result<(), EngineError> {
+        if self.records.get_mut().is_some() {
+            return Ok(());
+        }
+        let channels = {
+            let ctx = Ctx {
+                api: &*self.api,
+                store: &self.store,
+                notes: &self.notes,
+                clock,
+                fence: self.leadership.as_ref(),
+            };
+            self.follower
+                .plan(
+                    &ctx,
+                    &self.config,
+                    &self.view,
+                    now,
+                    false,
+                    self.focus.is_none(),
+                )
+                .await?
+        };
+        let polled = self.follower.polled_at(now);
+        if self.wakes.is_some() {
+            if channels.is_empty() && !polled {
+                return Ok(());
+            }
+            let api = Arc::clone(&self.api);
+            let (origin_now, origin) = (clock.stamp(), Instant::now());
+            let reads = Box::pin(async move {
+                let clock = TickClock {
+                    now: origin_now,
+                    origin,
+                };
+                follow::read_records(&*api, &clock, channels).await
+            });
+            *self.records.get_mut() = Some(RecordBatch {
+                reads,
+                polled,
+                starting: self.actions.unsettled_starts(),
+            });
+            return Ok(());
+        }
+        self.serve_waiting_hints(clock).await?;
+        let reads = self.read_records_serving_hints(clock, channels).await?;
+        self.store_records(clock, reads, polled, HashSet::new(), acting, now)
+            .await
+    }
+
+    /// Takes a batch of record reads [`Engine::follow_records`] sent in the background.
+    async fn finish_records(
+        &mut self,
+        (reads, polled, starting): (Vec<follow::RecordRead>, bool, HashSet<String>),
+        clock: &TickClock,
+    ) -> Result<(), EngineError> {
+        let now = clock.stamp();
+        let acting = self.acting();
+        self.store_records(clock, reads, polled, starting, acting, now)
+            .await
+    }
+
+    /// Stores record reads; after a full record poll, the retention guard looks at them.
+    async fn store_records(
+        &mut self,
+        clock: &TickClock,
+        reads: Vec<follow::RecordRead>,
+        polled: bool,
+        mut starting: HashSet<String>,
+        acting: bool,
+        now: i64,
+    ) -> Result<(), EngineError> {
+        let ctx = Ctx {
+            api: &*self.api,
+            store: &self.store,
+            notes: &self.notes,
+            clock,
+            fence: self.leadership.as_ref(),
+        };
+        // After the hints: a start they sent is settled or known before records are told.
+        // A start unsettled when the reads were sent counts too: its record may be among them.
+        starting.extend(self.actions.unsettled_starts());
+        self.follower
+            .store_reads(&ctx, &starting, reads, now)
+            .await?;
+        if polled {
+            follow::retention_guard(&ctx, &self.config, &mut self.follower, acting, now).await?;
+        }
+        Ok(())
+    }
+
     /// Reads records (see [`follow::read_records`]) while serving callback hints as they
     /// arrive: every record poll interval every unfinished record is read, which at `max_rps`
     /// can take seconds, and a hint is not to wait for it. The reads share the API client, not
@@ -969,6 +1094,7 @@ impl<A: LiveStation> Engine<A> {
         tokio::pin!(work);
         let mut deferred: Vec<String> = Vec::new();
         loop {
+            let urgent = self.urgent_at(clock);
             let Some(wakes) = self.wakes.as_mut() else {
                 return (work.await, deferred, None);
             };
@@ -979,6 +1105,24 @@ impl<A: LiveStation> Engine<A> {
                     None => return (work.await, deferred, None),
                 },
                 done = &mut work => return (done, deferred, None),
+                _ = sleep_until_opt(urgent) => {
+                    self.launch_urgent(clock.stamp());
+                    continue;
+                }
+                Some(read) = self.reading.get_mut().next(), if !self.reading_ids.is_empty() => {
+                    if let Err(e) = Box::pin(self.finish_read(read, clock)).await {
+                        return (work.await, deferred, Some(e));
+                    }
+                    continue;
+                }
+                // Not while `work` holds channels' state (the starts of a full pass): a start
+                // in flight is not known as unsettled, and its record would look foreign.
+                batch = batch_done(self.records.get_mut()), if except.is_empty() => {
+                    if let Err(e) = Box::pin(self.finish_records(batch, clock)).await {
+                        return (work.await, deferred, Some(e));
+                    }
+                    continue;
+                }
             };
             let (later, now_ids): (Vec<String>, Vec<String>) = self
                 .take_hints(first)
@@ -1043,6 +1187,12 @@ impl<A: LiveStation> Engine<A> {
         }
     }
 
+    /// How long a read that decides something (a channel page, a channel on its own) may take
+    /// before it is asked again beside the first (see [`hedge`]).
+    fn hedge_after(&self) -> Duration {
+        hedge::hedge_after(self.config.api.timeout)
+    }
+
     /// The time between the starts of two listing pages: two request slots of `api.max_rps`,
     /// so that the listing takes at most half of the request budget and a hint arriving during
     /// it finds slots free for its read and its start.
@@ -1057,6 +1207,7 @@ impl<A: LiveStation> Engine<A> {
         until: Instant,
     ) -> Result<(), EngineError> {
         loop {
+            let urgent = self.urgent_at(clock).filter(|at| *at < until);
             let Some(wakes) = self.wakes.as_mut() else {
                 tokio::time::sleep_until(until).await;
                 return Ok(());
@@ -1072,9 +1223,149 @@ impl<A: LiveStation> Engine<A> {
                     }
                 },
                 _ = tokio::time::sleep_until(until) => return Ok(()),
+                _ = sleep_until_opt(urgent) => {
+                    self.launch_urgent(clock.stamp());
+                    continue;
+                }
+                Some(read) = self.reading.get_mut().next(), if !self.reading_ids.is_empty() => {
+                    Box::pin(self.finish_read(read, clock)).await?;
+                    continue;
+                }
+                batch = batch_done(self.records.get_mut()) => {
+                    Box::pin(self.finish_records(batch, clock)).await?;
+                    continue;
+                }
             };
             self.serve_hints(clock, first).await?;
         }
+    }
+
+    /// When a channel falls due a read of its own that is not under way: a channel whose
+    /// unclear request can no longer land (see [`evidence`]), or one whose start's next attempt
+    /// is due. `None` when there is none, or while this instance does not act, or when nobody
+    /// can wake the engine (a one-shot run does its steps in order).
+    fn urgent_due(&self) -> Option<i64> {
+        if self.wakes.is_none() || !self.acting() {
+            return None;
+        }
+        let idle = |list: Vec<(String, i64)>| -> Vec<(String, i64)> {
+            list.into_iter()
+                .filter(|(id, _)| !self.reading_ids.contains(id))
+                .collect()
+        };
+        let evidence = self.evidence.next_at(&idle(self.actions.unclear()));
+        let retry = self.retries.next_at(&idle(self.actions.start_retries()));
+        evidence.into_iter().chain(retry).min()
+    }
+
+    /// [`Engine::urgent_due`] as an instant of the tick's clock.
+    fn urgent_at(&self, clock: &TickClock) -> Option<Instant> {
+        let at = self.urgent_due()?;
+        let wait = u64::try_from(at - clock.stamp()).unwrap_or(0);
+        Some(Instant::now() + Duration::from_millis(wait))
+    }
+
+    /// Sends the reads [`Engine::urgent_due`] found due, in the background: whatever the
+    /// engine waits for (a listing page, the starts of a full pass, record reads, the next
+    /// tick), it takes each read as it arrives ([`Engine::finish_read`]). A read that hangs
+    /// until `api.timeout` then holds up nothing but its own channel.
+    fn launch_urgent(&mut self, now: i64) {
+        let unclear = self.actions.unclear();
+        self.evidence.retain(&unclear);
+        let retries = self.actions.start_retries();
+        self.retries.retain(&retries);
+        let mut due: Vec<(String, Errand)> = self
+            .evidence
+            .due(&unclear, now)
+            .into_iter()
+            .map(|id| (id, Errand::Evidence))
+            .collect();
+        for id in self.retries.due(&retries, now) {
+            if let Some((_, at)) = retries.iter().find(|(other, _)| *other == id) {
+                due.push((id, Errand::Retry { at: *at }));
+            }
+        }
+        for (id, errand) in due {
+            if !self.reading_ids.insert(id.clone()) {
+                continue;
+            }
+            match errand {
+                Errand::Evidence => {
+                    tracing::debug!(channel_id = %id, "reading a channel with an unsettled request on its own")
+                }
+                Errand::Retry { .. } => {
+                    tracing::debug!(channel_id = %id, "reading a channel whose start is due again on its own")
+                }
+            }
+            let (api, after, origin) = (Arc::clone(&self.api), self.hedge_after(), Instant::now());
+            self.reading.get_mut().push(Box::pin(async move {
+                let stamp = || now + i64::try_from(origin.elapsed().as_millis()).unwrap_or(0);
+                let read = hedge::hedged(
+                    || {
+                        let as_of = stamp();
+                        let call = api.get_channel(&id);
+                        async move { call.await.map(|reply| (as_of, reply)) }
+                    },
+                    after,
+                )
+                .await;
+                let (as_of, read) = match read {
+                    Ok((as_of, reply)) => (as_of, Ok(reply)),
+                    Err(e) => (now, Err(e)),
+                };
+                (errand, (id, as_of, read))
+            }));
+        }
+    }
+
+    /// Takes the background reads held while their channels' state was with a call in flight,
+    /// once it is back.
+    async fn take_held_reads(&mut self, clock: &TickClock) -> Result<(), EngineError> {
+        let held = std::mem::take(&mut self.held_reads);
+        let (ready, still): (Vec<_>, Vec<_>) = held
+            .into_iter()
+            .partition(|(_, read)| !self.detached.contains(&read.0));
+        self.held_reads = still;
+        for read in ready {
+            urgently(self.finish_read(read, clock)).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a read sent by [`Engine::launch_urgent`]: it moves its channel's schedule and
+    /// settles, or is acted on, as a hint's read is ([`Engine::take_reads`]).
+    async fn finish_read(
+        &mut self,
+        (errand, read): (Errand, ChannelRead),
+        clock: &TickClock,
+    ) -> Result<(), EngineError> {
+        let id = read.0.clone();
+        if self.detached.contains(&id) {
+            // Its state is with a call in flight: what the read shows waits for it.
+            self.held_reads.push((errand, read));
+            return Ok(());
+        }
+        let now = clock.stamp();
+        self.reading_ids.remove(&id);
+        let failed = read.2.is_err();
+        let idle = i64::try_from(self.config.daemon.poll_interval.as_millis()).unwrap_or(i64::MAX);
+        match errand {
+            Errand::Evidence => self.evidence.read(&id, failed, now, idle, rand::random()),
+            Errand::Retry { .. } => self.retries.read(&id, failed, now, idle, rand::random()),
+        }
+        self.take_reads(vec![read], clock, &mut TickReport::default(), now)
+            .await?;
+        if let Errand::Retry { at } = errand {
+            // The start was sent again (or its job ended): the next attempt has its own time.
+            let still = self.actions.start_retries();
+            if !still
+                .iter()
+                .any(|(other, next)| *other == id && *next == at)
+            {
+                self.retries.forget(&id);
+            }
+        }
+        Ok(())
     }
 
     /// Serves the hints waiting in the wake-up channel, if any, without waiting for more:
@@ -1164,6 +1455,11 @@ impl<A: LiveStation> Engine<A> {
         if due.is_empty() {
             return Ok(());
         }
+        if self.wakes.is_some() {
+            // Running: the reads go on in the background and are taken as they arrive.
+            self.launch_urgent(now);
+            return Ok(());
+        }
         tracing::debug!(channels = ?due, "reading channels with unsettled requests on their own");
         let idle = i64::try_from(self.config.daemon.poll_interval.as_millis()).unwrap_or(i64::MAX);
         self.read_alone_and_act(due, clock, report, now, Some(idle))
@@ -1182,9 +1478,9 @@ impl<A: LiveStation> Engine<A> {
         now: i64,
         evidence: Option<i64>,
     ) -> Result<(), EngineError> {
-        let api = Arc::clone(&self.api);
+        let (api, after) = (Arc::clone(&self.api), self.hedge_after());
         let mut reads = stream::iter(ids)
-            .map(|id| read_alone(&api, id, clock))
+            .map(|id| read_alone(&api, id, clock, after))
             .buffer_unordered(CONCURRENT_CHANNELS);
         while let Some(read) = reads.next().await {
             if let Some(idle) = evidence {
@@ -1199,7 +1495,7 @@ impl<A: LiveStation> Engine<A> {
     /// Reads each channel on its own (`getChannel`), side by side, one read per channel.
     async fn read_each(&self, ids: Vec<String>, clock: &TickClock) -> Vec<ChannelRead> {
         stream::iter(ids)
-            .map(|id| read_alone(&self.api, id, clock))
+            .map(|id| read_alone(&self.api, id, clock, self.hedge_after()))
             .buffered(CONCURRENT_CHANNELS)
             .collect()
             .await
@@ -1624,6 +1920,7 @@ impl<A: LiveStation> Engine<A> {
             .iter()
             .map(|(state, ..)| state.channel_id.clone())
             .collect();
+        self.detached.extend(in_flight.iter().cloned());
         let acted = stream::iter(parts)
             .map(|(state, desired, mut actions, mut view)| {
                 let ctx = &ctx;
@@ -1645,6 +1942,7 @@ impl<A: LiveStation> Engine<A> {
         };
         // Every part is put back, whatever happened to the others: a part holds what was sent.
         for (state, desired, applied, actions, view) in acted {
+            self.detached.remove(&state.channel_id);
             self.actions.rejoin(actions);
             self.view.rejoin(view);
             match applied {
@@ -1660,6 +1958,9 @@ impl<A: LiveStation> Engine<A> {
         if !deferred.is_empty() && failed.is_none() {
             let now = clock.stamp();
             Box::pin(urgently(self.hint(deferred, clock, report, now))).await?;
+        }
+        if failed.is_none() {
+            Box::pin(self.take_held_reads(clock)).await?;
         }
         for (state, desired, applied) in decided {
             if let Some(applied) = applied {
@@ -1686,13 +1987,51 @@ impl<A: LiveStation> Engine<A> {
     }
 }
 
+/// Waits for the record reads under way in the background to complete (forever when there
+/// are none), and takes them with whether they were a full record poll and the channels with
+/// an unsettled start when they were sent.
+async fn batch_done(
+    records: &mut Option<RecordBatch>,
+) -> (Vec<follow::RecordRead>, bool, HashSet<String>) {
+    let Some(batch) = records.as_mut() else {
+        return std::future::pending().await;
+    };
+    let reads = batch.reads.as_mut().await;
+    let (polled, starting) = (batch.polled, std::mem::take(&mut batch.starting));
+    *records = None;
+    (reads, polled, starting)
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Counts what took effect, has its records read, and lets the claims know of a
 /// `max_duration` stop.
 /// Reads one channel on its own (`getChannel`), stamped with when the read was requested.
-async fn read_alone<A: LiveStation>(api: &A, id: String, clock: &TickClock) -> ChannelRead {
-    let as_of = clock.stamp();
-    let read = api.get_channel(&id).await;
-    (id, as_of, read)
+async fn read_alone<A: LiveStation>(
+    api: &A,
+    id: String,
+    clock: &TickClock,
+    hedge_after: Duration,
+) -> ChannelRead {
+    let read = hedge::hedged(
+        || {
+            let as_of = clock.stamp();
+            let call = api.get_channel(&id);
+            async move { call.await.map(|reply| (as_of, reply)) }
+        },
+        hedge_after,
+    )
+    .await;
+    match read {
+        Ok((as_of, reply)) => (id, as_of, Ok(reply)),
+        Err(e) => (id, clock.stamp(), Err(e)),
+    }
 }
 
 fn note_applied(
@@ -2328,6 +2667,49 @@ poll_interval = "1s"
         );
         assert_eq!(api.calls(Operation::StartRecord), 2, "{log:?}");
         assert_eq!(api.starts_applied(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_read_of_its_own_that_arrives_while_the_channels_start_is_in_flight_waits_for_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("unit.db"))
+            .await
+            .expect("database");
+        let api = Arc::new(MemoryLiveStation::new(1_000));
+        api.add_channel("a", true);
+        let network = Network {
+            held: vec![(Operation::StartRecord, "a")],
+            ..Network::new(api.clone())
+        };
+        let (gate, arrived) = (network.gate.clone(), network.arrived.clone());
+        let mut engine = Engine::new(config_with(dir.path(), &["a"]), network, store, 1_000);
+        assert!(engine.reconcile(1_000).await.expect("reconcile"));
+        let (_tx, rx) = mpsc::channel(8);
+        engine.wakes = Some(rx);
+        // A read of "a" on its own, already answered (live, not recording), is waiting to be
+        // taken when the tick's full pass sends a's start and waits for its answer.
+        let read = api.get_channel("a").await;
+        engine.reading_ids.insert("a".into());
+        engine.reading.get_mut().push(Box::pin(async move {
+            (Errand::Evidence, ("a".to_string(), 1_000, read))
+        }));
+        let watch = async {
+            let held = eventually(|| arrived.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+            gate.add_permits(1);
+            held
+        };
+        let (ticked, held) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(10), engine.tick(1_000)),
+            watch
+        );
+        assert!(held, "the start on a was sent");
+        ticked
+            .expect("the tick ends: no second start waits at the gate")
+            .expect("tick");
+        assert_eq!(api.calls(Operation::StartRecord), 1, "one start, not two");
+        assert_eq!(api.starts_applied(), 1);
+        assert!(engine.held_reads.is_empty(), "the held read was taken");
+        assert!(engine.reading_ids.is_empty());
     }
 
     #[tokio::test]

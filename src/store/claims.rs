@@ -126,6 +126,24 @@ impl Store {
         .await?)
     }
 
+    /// Whether lsrecd owned a recording on `channel_id` at any time since `since` (one open
+    /// now, or one that ended since): a record read at `since` that is new and recording is
+    /// then lsrecd's, even if its ownership ended before the read was stored.
+    pub async fn owned_recording_since(
+        &self,
+        channel_id: &str,
+        since: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM owned_recordings
+              WHERE channel_id = ?1 AND (stopped_at IS NULL OR stopped_at >= ?2))",
+        )
+        .bind(channel_id)
+        .bind(since)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
     /// Opens a manual claim on `channel_id`; `false` if one is already open.
     #[instrument(skip_all, fields(channel_id))]
     pub async fn add_manual_claim(&self, channel_id: &str, now: i64) -> Result<bool, StoreError> {

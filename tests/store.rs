@@ -1042,6 +1042,34 @@ async fn an_ambiguous_action_stays_unfinished_until_reconciled() {
 }
 
 #[tokio::test]
+async fn a_recording_is_owned_since_a_time_when_one_was_open_then_or_has_been_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&db_path(&dir)).await.unwrap();
+    assert!(!store.owned_recording_since(STUDIO_A, 0).await.unwrap());
+    store
+        .open_owned_recording(STUDIO_A, &Trigger::Live, None, 100)
+        .await
+        .unwrap();
+    store
+        .close_owned_recording(STUDIO_A, "ended", 200)
+        .await
+        .unwrap();
+    // Read at 150 (or before it opened, and stored after): owned meanwhile. Read after it
+    // ended: not lsrecd's.
+    assert!(store.owned_recording_since(STUDIO_A, 150).await.unwrap());
+    assert!(store.owned_recording_since(STUDIO_A, 50).await.unwrap());
+    assert!(store.owned_recording_since(STUDIO_A, 200).await.unwrap());
+    assert!(!store.owned_recording_since(STUDIO_A, 201).await.unwrap());
+    assert!(!store.owned_recording_since(STUDIO_B, 0).await.unwrap());
+    store
+        .open_owned_recording(STUDIO_A, &Trigger::Manual, None, 300)
+        .await
+        .unwrap();
+    assert!(store.owned_recording_since(STUDIO_A, 1_000).await.unwrap());
+    store.close().await;
+}
+
+#[tokio::test]
 async fn each_channel_has_at_most_one_open_owned_recording_and_one_open_manual_claim() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&db_path(&dir)).await.unwrap();

@@ -87,15 +87,22 @@ async fn a_callback_starts_a_channel_late_in_10000_before_the_listing_reaches_it
     // During a listing (a tick's): the hint is served between two of its pages, and what it
     // starts must hold through the rest of that tick, whose decisions are made as of its start.
     // A listing of 10,000 channels takes four seconds at 50 requests a second.
+    // The first tick's listing may have begun before `watch_from`; the next begins one poll
+    // interval (60 s) after it, or later when the first tick takes longer: wait for more than
+    // one interval.
     log.read(&control);
     let watch_from = log.calls.len();
-    wait_for(Duration::from_secs(60), "a listing beginning", async || {
-        log.read(&control);
-        log.calls[watch_from..]
-            .iter()
-            .any(|c| c.is(Operation::ListChannels, None) && c.page == Some(1))
-            .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(150),
+        "a listing beginning",
+        async || {
+            log.read(&control);
+            log.calls[watch_from..]
+                .iter()
+                .any(|c| c.is(Operation::ListChannels, None) && c.page == Some(1))
+                .then_some(())
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", daemon.stderr_tail(20)));
 
